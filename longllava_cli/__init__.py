@@ -1,0 +1,1 @@
+"""longllava command line (Typer)."""

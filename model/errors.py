@@ -1,0 +1,20 @@
+"""Typed errors of the model package. Each message is one line that names the file, tensor or
+limit at fault and says what to do; the CLI maps each class to an exit code in one table."""
+
+from __future__ import annotations
+
+
+class ModelError(Exception):
+    """Base class of the model package's errors."""
+
+
+class CheckpointError(ModelError):
+    """A checkpoint directory is missing, incomplete, corrupt or of an unsupported kind."""
+
+
+class ContextTooLongError(ModelError):
+    """A request needs more tokens than the caller allowed."""
+
+
+class MemoryBudgetError(ModelError):
+    """A request cannot fit the given memory budget; raised before any heavy work."""
