@@ -91,8 +91,7 @@ class JambaConfig:
     def __post_init__(self) -> None:
         if not 0 <= self.attn_layer_offset < self.attn_layer_period:
             raise ValueError(
-                f"attn_layer_offset {self.attn_layer_offset} must be in [0, attn_layer_period "
-                f"{self.attn_layer_period})"
+                f"attn_layer_offset {self.attn_layer_offset} must be in [0, attn_layer_period {self.attn_layer_period})"
             )
         if not 0 <= self.expert_layer_offset < self.expert_layer_period:
             raise ValueError(
@@ -101,8 +100,7 @@ class JambaConfig:
             )
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(
-                f"hidden_size {self.hidden_size} is not divisible by num_attention_heads "
-                f"{self.num_attention_heads}"
+                f"hidden_size {self.hidden_size} is not divisible by num_attention_heads {self.num_attention_heads}"
             )
         if self.num_attention_heads % self.kv_heads:
             raise ValueError(
@@ -212,7 +210,7 @@ class LongLLaVAConfig:
     image_aspect_ratio: str = "pad"
     # None means absent from config.json: the loader warns and uses "2d" (upstream silently
     # used 576 tokens per image in that case).
-    resamplePooling: str | None = None  # noqa: N815 - the config.json key, verbatim
+    resamplePooling: str | None = None
     tokenizer_model_max_length: int | None = None
     model_type: str = "llava_jamba"
 

@@ -1,0 +1,101 @@
+"""Jamba's attention: grouped-query, causal, and no positional encoding of any kind.
+
+Glossary: b batch, l new tokens (queries), s all tokens (keys, cached + new), h query heads,
+h_kv key/value heads, g = h / h_kv queries per KV head, hd head dim.
+
+A chunk of l queries after s - l cached keys needs a *bottom-right* aligned causal mask (query i
+sees keys ≤ s - l + i); SDPA's `is_causal` is top-left aligned, and an explicit l×s mask grows
+with the context (REFERENCE §2). So `causal_attention` is a tiled online-softmax attention
+(FlashAttention's recurrence in plain PyTorch): key tiles left of the diagonal need no mask, the
+few tiles on it get an [l_q, s_k] one, tiles right of it are skipped. GQA folds the g query heads
+of a KV head into the query rows, so K/V are never repeated. Memory: one score tile (~32 MB).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from model.cache import AttentionCache
+from model.config import JambaConfig
+
+# Elements of one float32 score tile [b, h, q_block, k_tile].
+_TILE_ELEMENTS = 1 << 23
+_Q_BLOCK = 512
+
+
+def attention_reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Plain masked softmax attention; the twin `causal_attention` is tested against.
+    q: [b, h, l, hd]; k, v: [b, h_kv, s, hd] (queries are the last l positions) -> [b, h, l, hd]."""
+    l, s = q.shape[2], k.shape[2]
+    g = q.shape[1] // k.shape[1]
+    k, v = k.repeat_interleave(g, dim=1), v.repeat_interleave(g, dim=1)
+    scores = (q.float() @ k.float().transpose(-1, -2)) * q.shape[-1] ** -0.5
+    visible = torch.arange(s, device=q.device)[None, :] <= torch.arange(s - l, s, device=q.device)[:, None]
+    scores = scores.masked_fill(~visible, float("-inf"))
+    return (scores.softmax(-1) @ v.float()).to(q.dtype)
+
+
+def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Bottom-right causal GQA attention, tiled. Shapes as `attention_reference`."""
+    b, h, l, hd = q.shape
+    h_kv, s = k.shape[1], k.shape[2]
+    g = h // h_kv
+    past = s - l
+    q = q * hd**-0.5
+    out = q.new_empty(b, h_kv, g, l, hd)
+    qg = q.view(b, h_kv, g, l, hd)
+    for q0 in range(0, l, _Q_BLOCK):
+        q1 = min(q0 + _Q_BLOCK, l)
+        rows = qg[:, :, :, q0:q1].reshape(b, h_kv, g * (q1 - q0), hd)
+        out[:, :, :, q0:q1] = _attend_block(rows, k[:, :, : past + q1], v[:, :, : past + q1], past + q0, g)
+    return out.view(b, h, l, hd)
+
+
+def _attend_block(rows: torch.Tensor, k: torch.Tensor, v: torch.Tensor, first_pos: int, g: int) -> torch.Tensor:
+    """Online softmax of query rows [b, h_kv, g·lq, hd] (positions first_pos.., g copies) over
+    keys k, v [b, h_kv, s_k, hd]; the last key is the last query's own. -> [b, h_kv, g, lq, hd]."""
+    b, h_kv, gl, hd = rows.shape
+    lq, s_k = gl // g, k.shape[2]
+    tile = max(256, _TILE_ELEMENTS // (b * h_kv * gl))
+    m = rows.new_full((b, h_kv, gl, 1), float("-inf"), dtype=torch.float32)
+    denom = torch.zeros_like(m)
+    acc = torch.zeros(b, h_kv, gl, hd, dtype=torch.float32, device=rows.device)
+    for k0 in range(0, s_k, tile):
+        k1 = min(k0 + tile, s_k)
+        scores = (rows @ k[:, :, k0:k1].transpose(-1, -2)).float()  # [b, h_kv, g·lq, kt]
+        if k1 - 1 > first_pos:  # the tile reaches past the first query: mask the future
+            key_pos = torch.arange(k0, k1, device=rows.device)
+            query_pos = torch.arange(first_pos, first_pos + lq, device=rows.device)
+            future = (key_pos[None, :] > query_pos[:, None]).repeat(g, 1)
+            scores.masked_fill_(future, float("-inf"))
+        m_new = torch.maximum(m, scores.amax(-1, keepdim=True))
+        p = torch.exp(scores - m_new)
+        scale = torch.exp(m - m_new)
+        denom = denom * scale + p.sum(-1, keepdim=True)
+        acc = acc * scale + (p.to(v.dtype) @ v[:, :, k0:k1]).float()
+        m = m_new
+    return (acc / denom).to(rows.dtype).view(b, h_kv, g, lq, hd)
+
+
+class Attention(nn.Module):
+    """Parameter names as transformers' `JambaAttention` (and AI21's)."""
+
+    def __init__(self, config: JambaConfig) -> None:
+        super().__init__()
+        e, h, h_kv, hd = config.hidden_size, config.num_attention_heads, config.kv_heads, config.head_dim
+        self.num_heads, self.num_kv_heads, self.head_dim = h, h_kv, hd
+        self.q_proj = nn.Linear(e, h * hd, bias=False)
+        self.k_proj = nn.Linear(e, h_kv * hd, bias=False)
+        self.v_proj = nn.Linear(e, h_kv * hd, bias=False)
+        self.o_proj = nn.Linear(h * hd, e, bias=False)
+
+    def forward(self, x: torch.Tensor, cache: AttentionCache) -> torch.Tensor:
+        """x: [b, l, e] -> [b, l, e]; appends this chunk's K/V to `cache`."""
+        b, l, _ = x.shape
+        q = self.q_proj(x).view(b, l, self.num_heads, self.head_dim).transpose(1, 2)
+        k = self.k_proj(x).view(b, l, self.num_kv_heads, self.head_dim).transpose(1, 2)
+        v = self.v_proj(x).view(b, l, self.num_kv_heads, self.head_dim).transpose(1, 2)
+        k_all, v_all = cache.append(k, v)
+        out = causal_attention(q, k_all, v_all)
+        return self.o_proj(out.transpose(1, 2).reshape(b, l, -1))

@@ -1,0 +1,104 @@
+"""Jamba's Mamba mixer: Mamba-1 with RMSNorms on Δ, B and C, continuing exactly across chunks.
+
+Glossary: b batch, l tokens in this call, e hidden_size, d d_inner = expand·e, n d_state,
+k d_conv, r dt_rank.
+
+    x, z  = in_proj(h)                      [b, l, d] each
+    x     = silu(conv_k(tail ++ x) + bias)  depthwise causal conv; tail = last k-1 pre-conv x
+    Δ, B, C = norms(split(x_proj(x)))       [b, l, r], [b, l, n], [b, l, n]
+    Δ     = softplus(dt_proj(Δ))            [b, l, d] (bias added in float32)
+    y     = scan(x, Δ, A=-exp(A_log), B, C, h) + D ⊙ x
+    out   = out_proj(y ⊙ silu(z))
+
+The conv context and the SSM state come from the caller's `MambaCache` and are written back, so
+a prefill in chunks of any size equals one pass (transformers' Jamba resets the conv context on
+every multi-token call and its kernel path restarts the scan from zero: REFERENCE §2). The conv
+and the scan run in float32 whatever the model dtype.
+Parameter names are transformers' `JambaMambaMixer` names (loading.py maps AI21's).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from model.cache import MambaCache
+from model.config import JambaConfig
+from model.norm import RMSNorm
+from model.scan import mamba_kernels_available, scan_blocked, scan_cuda
+
+
+def causal_conv(
+    x: torch.Tensor, tail: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Depthwise causal conv with left context, then SiLU, in float32.
+
+    x: [b, l, d] pre-conv inputs; tail: [b, k-1, d] the k-1 inputs before x (zeros at the start);
+    weight: [d, 1, k]; bias: [d] or None. Returns (silu(conv) [b, l, d], new tail [b, k-1, d]).
+    """
+    k = weight.shape[-1]
+    l = x.shape[1]
+    xp = torch.cat([tail, x.float()], dim=1)  # [b, l+k-1, d]
+    w = weight.float().squeeze(1)  # [d, k]
+    # k shifted multiply-adds on channel-last data: cheaper on CPU than a grouped conv1d.
+    out = xp[:, k - 1 :] * w[:, k - 1]
+    for j in range(k - 1):
+        out.addcmul_(xp[:, j : j + l], w[:, j])
+    if bias is not None:
+        out += bias.float()
+    return F.silu(out), xp[:, l:].clone()
+
+
+def causal_conv_cuda(
+    x: torch.Tensor, tail: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """causal-conv1d's kernel with `initial_states`; same contract as `causal_conv`."""
+    from causal_conv1d import causal_conv1d_fn
+
+    out, final = causal_conv1d_fn(
+        x.float().transpose(1, 2),  # [b, d, l] in channel-last memory, as initial_states needs
+        weight.float().squeeze(1),
+        None if bias is None else bias.float(),
+        initial_states=tail.transpose(1, 2),
+        return_final_states=True,
+        activation="silu",
+    )
+    return out.transpose(1, 2), final.transpose(1, 2).contiguous()
+
+
+class MambaMixer(nn.Module):
+    def __init__(self, config: JambaConfig) -> None:
+        super().__init__()
+        e, d, n, r, k = config.hidden_size, config.d_inner, config.mamba_d_state, config.dt_rank, config.mamba_d_conv
+        self.d_state, self.dt_rank = n, r
+        self.in_proj = nn.Linear(e, 2 * d, bias=config.mamba_proj_bias)
+        self.conv1d = nn.Conv1d(d, d, k, groups=d, padding=k - 1, bias=config.mamba_conv_bias)
+        self.x_proj = nn.Linear(d, r + 2 * n, bias=False)
+        self.dt_proj = nn.Linear(r, d, bias=True)
+        self.A_log = nn.Parameter(torch.log(torch.arange(1, n + 1, dtype=torch.float32)).repeat(d, 1))
+        self.D = nn.Parameter(torch.ones(d))
+        self.out_proj = nn.Linear(d, e, bias=config.mamba_proj_bias)
+        self.inner_norms = config.mamba_inner_layernorms
+        if self.inner_norms:
+            self.dt_layernorm = RMSNorm(r, config.rms_norm_eps)
+            self.b_layernorm = RMSNorm(n, config.rms_norm_eps)
+            self.c_layernorm = RMSNorm(n, config.rms_norm_eps)
+        # Set by `JambaLM.set_scan` in tests and benchmarks; None picks by device.
+        self.scan_impl = None
+
+    def forward(self, h: torch.Tensor, cache: MambaCache) -> torch.Tensor:
+        """h: [b, l, e] -> [b, l, e] in h's dtype; reads and updates `cache` in place."""
+        fast = mamba_kernels_available(h.device)
+        x, z = self.in_proj(h).chunk(2, dim=-1)
+        conv = causal_conv_cuda if fast else causal_conv
+        x, cache.conv = conv(x, cache.conv, self.conv1d.weight, self.conv1d.bias)  # float32 [b, l, d]
+        dt, B, C = self.x_proj(x.to(h.dtype)).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
+        if self.inner_norms:
+            dt, B, C = self.dt_layernorm(dt), self.b_layernorm(B), self.c_layernorm(C)
+        delta = F.softplus((dt @ self.dt_proj.weight.T).float() + self.dt_proj.bias.float())
+        A = -torch.exp(self.A_log.float())
+        scan = self.scan_impl or (scan_cuda if fast else scan_blocked)
+        y, cache.ssm = scan(x, delta, A, B.float(), C.float(), cache.ssm)
+        y = (y + x * self.D.float()) * F.silu(z.float())
+        return self.out_proj(y.to(h.dtype))

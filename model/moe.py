@@ -1,0 +1,53 @@
+"""Jamba's feed-forward blocks: a SwiGLU MLP, and a top-k mixture of such MLPs.
+
+Glossary: t tokens (b·l flattened), e hidden_size, f intermediate_size, E experts, k experts per
+token. Routing as AI21's and transformers' Jamba: softmax over the router logits in float32, then
+top-k, **no renormalisation** of the k weights (unlike Mixtral). Experts are evaluated on the
+tokens routed to them only, in expert order (the order transformers adds them in).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from model.config import JambaConfig
+
+
+class MLP(nn.Module):
+    """down(silu(gate(x)) ⊙ up(x)): [..., e] -> [..., e]."""
+
+    def __init__(self, config: JambaConfig) -> None:
+        super().__init__()
+        e, f = config.hidden_size, config.intermediate_size
+        self.gate_proj = nn.Linear(e, f, bias=False)
+        self.up_proj = nn.Linear(e, f, bias=False)
+        self.down_proj = nn.Linear(f, e, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class SparseMoE(nn.Module):
+    """Top-k routed experts. Names: `router.weight` [E, e], `experts.{i}.*` (transformers' per-expert
+    checkpoint names; AI21 calls the block `moe`, see loading.py)."""
+
+    def __init__(self, config: JambaConfig) -> None:
+        super().__init__()
+        self.top_k = config.num_experts_per_tok
+        self.router = nn.Linear(config.hidden_size, config.num_experts, bias=False)
+        self.experts = nn.ModuleList(MLP(config) for _ in range(config.num_experts))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [b, l, e] -> [b, l, e]."""
+        flat = x.reshape(-1, x.shape[-1])  # [t, e]
+        probs = F.softmax(self.router(flat), dim=-1, dtype=torch.float32)
+        weights, chosen = torch.topk(probs, self.top_k, dim=-1)  # [t, k]
+        weights = weights.to(x.dtype)
+        out = torch.zeros_like(flat)
+        for expert_id in torch.unique(chosen).tolist():
+            token, slot = torch.where(chosen == expert_id)
+            y = self.experts[expert_id](flat[token]) * weights[token, slot, None]
+            out.index_add_(0, token, y)
+        return out.view_as(x)

@@ -1,0 +1,127 @@
+"""Selective scan of Mamba-1 (Gu & Dao 2023, Alg. 2) continuing from a carried state.
+
+    h_t = exp(Δ_t A) ⊙ h_{t-1} + Δ_t B_t x_t        y_t = C_t · h_t
+
+Glossary: b batch, l tokens, d d_inner channels, n d_state. All math is float32 whatever the
+model dtype (REFERENCE §2). Every implementation has the same signature:
+
+    scan(x, delta, A, B, C, state) -> (y, new_state)
+    x, delta: [b, l, d] float32     A: [d, n] float32 (negative)
+    B, C: [b, l, n] float32         state: [b, d, n] float32 (h before the first token)
+    y: [b, l, d] float32 (without the D skip term and gating), new_state: [b, d, n]
+
+- `scan_reference`: the plain sequential loop; the twin every other path is tested against.
+- `scan_blocked`: the CPU path. Per block of T tokens it builds exp(ΔA) and ΔBx as [T, b, d, n]
+  in one vectorised pass each, runs the recurrence as a single in-place `addcmul` per token on a
+  cache-resident [b, d, n] slice, and contracts with C in one batched matmul. The block buffers
+  are bounded (~4M elements), so memory does not grow with l.
+- `scan_cuda`: mamba-ssm's `selective_scan_fn`, which has no initial-state argument; exact
+  continuation comes from `add_initial_state`, see there.
+"""
+
+from __future__ import annotations
+
+import torch
+
+# Elements of one [T, b, d, n] block buffer: ~16 MB in float32, so two of them stay near cache.
+_BLOCK_ELEMENTS = 1 << 22
+
+
+def scan_reference(
+    x: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor, state: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sequential reference scan (see module docstring for shapes)."""
+    h = state
+    ys = []
+    for t in range(x.shape[1]):
+        dA = torch.exp(delta[:, t, :, None] * A)  # [b, d, n]
+        dBx = (delta[:, t] * x[:, t])[:, :, None] * B[:, t, None, :]
+        h = dA * h + dBx
+        ys.append((h * C[:, t, None, :]).sum(-1))
+    y = torch.stack(ys, dim=1) if ys else x.new_zeros(x.shape)
+    return y, h
+
+
+def scan_blocked(
+    x: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor, state: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Blocked CPU scan, equal to `scan_reference` up to float32 rounding."""
+    b, l, d = x.shape
+    n = A.shape[1]
+    block = max(1, min(l, _BLOCK_ELEMENTS // (b * d * n)))
+    y = x.new_empty(b, l, d)
+    # hs[0] is the state entering the block; hs[1 + t] the state after token t of the block.
+    hs = x.new_empty(block + 1, b, d, n)
+    hs[0] = state
+    delta_t = delta.transpose(0, 1)  # [l, b, d]
+    dx_t = (delta * x).transpose(0, 1)
+    B_t, C_t = B.transpose(0, 1), C.transpose(0, 1)  # [l, b, n]
+    for start in range(0, l, block):
+        size = min(block, l - start)
+        sl = slice(start, start + size)
+        dA = torch.exp(delta_t[sl, :, :, None] * A)  # [T, b, d, n]
+        h = hs[1 : size + 1]
+        torch.mul(dx_t[sl, :, :, None], B_t[sl, :, None, :], out=h)
+        for t in range(size):
+            h[t].addcmul_(dA[t], hs[t])  # h_t = ΔBx_t + exp(ΔA)_t ⊙ h_{t-1}
+        # y_t[d] = Σ_n h_t[d, n] C_t[n]: one batched matmul over (T·b) matrices [d, n] @ [n, 1].
+        y_blk = torch.bmm(h.reshape(size * b, d, n), C_t[sl].reshape(size * b, n, 1))
+        y[:, sl] = y_blk.view(size, b, d).transpose(0, 1)
+        hs[0] = hs[size]
+    return y, hs[0].clone()
+
+
+def add_initial_state(
+    y: torch.Tensor, last: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, C: torch.Tensor, state: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Turn a scan that started from zero into one that started from `state`.
+
+    A does not depend on time, so the state's contribution at token t is exp(A·S_t) ⊙ h0 with
+    S_t = Σ_{s≤t} Δ_s (per channel): y_t gains Σ_n C_t[n] exp(A[d,n] S_t[d]) h0[d,n] and the final
+    state gains exp(A·S_l) ⊙ h0. All exponents are ≤ 0, so this is stable (REFERENCE §2).
+
+    y: [b, l, d], last: [b, d, n] (zero-start results); delta: [b, l, d]; A: [d, n];
+    C: [b, l, n]; state: [b, d, n]. Returns the corrected (y, last), float32.
+    """
+    b, l, d = delta.shape
+    S = torch.cumsum(delta, dim=1)  # [b, l, d]
+    block = max(1, _BLOCK_ELEMENTS // (b * d * A.shape[1]))
+    y = y.clone()
+    for start in range(0, l, block):
+        sl = slice(start, start + block)
+        decay = torch.exp(S[:, sl, :, None] * A)  # [b, T, d, n], bounded by the block size
+        y[:, sl] += torch.einsum("bldn,bdn,bln->bld", decay, state, C[:, sl])
+    last = last + torch.exp(S[:, -1, :, None] * A) * state
+    return y, last
+
+
+def scan_cuda(
+    x: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor, state: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """mamba-ssm's fused kernel plus the initial-state correction (CUDA only)."""
+    from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
+
+    y, last = selective_scan_fn(
+        x.transpose(1, 2).contiguous(),
+        delta.transpose(1, 2).contiguous(),
+        A,
+        B.transpose(1, 2).contiguous(),
+        C.transpose(1, 2).contiguous(),
+        return_last_state=True,
+    )
+    y = y.transpose(1, 2).float()
+    if torch.any(state != 0):
+        y, last = add_initial_state(y, last.float(), delta, A, C, state)
+    return y, last.float()
+
+
+def mamba_kernels_available(device: torch.device) -> bool:
+    """True where mamba-ssm's and causal-conv1d's CUDA kernels can run on `device`."""
+    if device.type != "cuda":
+        return False
+    try:
+        import causal_conv1d  # noqa: F401
+        import mamba_ssm  # noqa: F401
+    except ImportError:
+        return False
+    return True
