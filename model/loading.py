@@ -143,6 +143,7 @@ def load_tensors(
     missing, unexpected or mis-shaped, or any file that cannot be read.
     """
     targets = dict(module.named_parameters(remove_duplicate=False)) | dict(module.named_buffers())
+    tied = _tied_names(module)  # before loading replaces the shared parameter objects
     by_file: dict[str, list[tuple[str, str]]] = {}
     unexpected = []
     for key, file in checkpoint.weight_map.items():
@@ -175,7 +176,7 @@ def load_tensors(
                     ) from e
                 _assign(module, name, tensor.to(device=device, dtype=dtype))
                 loaded.add(name)
-    for alias, source in _tied_names(module).items():
+    for alias, source in tied.items():
         if alias not in loaded and source in loaded:
             _assign(module, alias, module.get_parameter(source))
             loaded.add(alias)

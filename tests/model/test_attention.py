@@ -1,0 +1,63 @@
+"""Tiled bottom-right causal attention and the growing KV cache."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import model.attention as attn_mod
+from model.attention import attention_reference, causal_attention
+from model.cache import AttentionCache, new_cache
+from model.config import JambaConfig
+
+
+def _qkv(l, s, h=6, h_kv=2, hd=8, b=2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return (
+        torch.randn(b, h, l, hd, generator=g),
+        torch.randn(b, h_kv, s, hd, generator=g),
+        torch.randn(b, h_kv, s, hd, generator=g),
+    )
+
+
+@pytest.mark.parametrize(("l", "s"), [(1, 1), (1, 40), (7, 7), (7, 40), (40, 40), (33, 1000)])
+@pytest.mark.parametrize("small_tiles", [False, True])
+def test_tiled_attention_equals_reference(monkeypatch, l, s, small_tiles):
+    if small_tiles:  # many query blocks and key tiles, diagonal tiles cut at odd places
+        monkeypatch.setattr(attn_mod, "_Q_BLOCK", 5)
+        monkeypatch.setattr(attn_mod, "_TILE_ELEMENTS", 1)
+    q, k, v = _qkv(l, s)
+    torch.testing.assert_close(causal_attention(q, k, v), attention_reference(q, k, v), atol=1e-5, rtol=1e-5)
+
+
+def test_reference_is_bottom_right_aligned():
+    """The last query sees every key; the first of a chunk sees only keys up to its own position."""
+    q, k, v = _qkv(3, 10, h=2, h_kv=2)
+    out = attention_reference(q, k, v)
+    only_first_8 = attention_reference(q[:, :, :1], k[:, :, :8], v[:, :, :8])
+    torch.testing.assert_close(out[:, :, :1], only_first_8)
+
+
+def test_cache_grows_in_blocks_and_keeps_contents(monkeypatch):
+    monkeypatch.setattr("model.cache.KV_GROWTH_BLOCK", 8)
+    cache = AttentionCache(torch.empty(1, 2, 0, 4), torch.empty(1, 2, 0, 4))
+    chunks = [torch.randn(1, 2, n, 4) for n in (3, 9, 1, 20)]
+    for c in chunks:
+        k, v = cache.append(c, -c)
+    expected = torch.cat(chunks, dim=2)
+    assert cache.length == 33 and cache.capacity % 8 == 0 and cache.capacity >= 33
+    torch.testing.assert_close(k, expected, atol=0, rtol=0)
+    torch.testing.assert_close(v, -expected, atol=0, rtol=0)
+
+
+def test_preallocated_cache_does_not_reallocate():
+    config = JambaConfig(vocab_size=10, hidden_size=8, intermediate_size=8, num_hidden_layers=2, num_attention_heads=2,
+                         attn_layer_period=2, attn_layer_offset=1)
+    cache = new_cache(config, capacity=64)
+    attn = cache.layers[1]
+    assert isinstance(attn, AttentionCache)
+    storage = attn.k.data_ptr()
+    for _ in range(8):
+        attn.append(torch.randn(1, 2, 8, 4), torch.randn(1, 2, 8, 4))
+    assert attn.k.data_ptr() == storage and attn.length == 64
+    assert cache.layers[0].ssm.dtype == torch.float32
