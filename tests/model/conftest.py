@@ -65,7 +65,9 @@ def make_hf_jamba(path: Path, seed: int = 0, **overrides):
 # transformers' native names -> AI21 / LongLLaVA names, written independently of model/loading.py.
 def to_ai21_name(key: str, dense_layers: set[int]) -> str:
     key = key.replace(".pre_ff_layernorm.", ".pre_moe_layernorm.")
-    key = key.replace(".mamba.b_layernorm.", ".mamba.B_layernorm.").replace(".mamba.c_layernorm.", ".mamba.C_layernorm.")
+    key = key.replace(".mamba.b_layernorm.", ".mamba.B_layernorm.").replace(
+        ".mamba.c_layernorm.", ".mamba.C_layernorm."
+    )
     m = re.match(r"model\.layers\.(\d+)\.feed_forward\.(.*)", key)
     if m:
         rest = m.group(2)
@@ -83,9 +85,7 @@ def rewrite_checkpoint(src: Path, dst: Path, *, ai21: bool, shards: int, extra_c
     tensors = load_file(src / "model.safetensors")
     if ai21:
         period, offset = config["expert_layer_period"], config["expert_layer_offset"]
-        dense = {
-            i for i in range(config["num_hidden_layers"]) if config["num_experts"] == 1 or i % period != offset
-        }
+        dense = {i for i in range(config["num_hidden_layers"]) if config["num_experts"] == 1 or i % period != offset}
         tensors = {to_ai21_name(k, dense): v for k, v in tensors.items()}
     (dst / "config.json").write_text(json.dumps(config))
     names = sorted(tensors)

@@ -51,8 +51,15 @@ def test_cache_grows_in_blocks_and_keeps_contents(monkeypatch):
 
 
 def test_preallocated_cache_does_not_reallocate():
-    config = JambaConfig(vocab_size=10, hidden_size=8, intermediate_size=8, num_hidden_layers=2, num_attention_heads=2,
-                         attn_layer_period=2, attn_layer_offset=1)
+    config = JambaConfig(
+        vocab_size=10,
+        hidden_size=8,
+        intermediate_size=8,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        attn_layer_period=2,
+        attn_layer_offset=1,
+    )
     cache = new_cache(config, capacity=64)
     attn = cache.layers[1]
     assert isinstance(attn, AttentionCache)

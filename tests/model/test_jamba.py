@@ -11,7 +11,9 @@ from model.scan import scan_reference
 
 CONFIGS = {
     "dense": dict(),
-    "moe_top2": dict(num_experts=4, num_experts_per_tok=2, expert_layer_period=3, expert_layer_offset=2, num_hidden_layers=6),
+    "moe_top2": dict(
+        num_experts=4, num_experts_per_tok=2, expert_layer_period=3, expert_layer_offset=2, num_hidden_layers=6
+    ),
     "attn_period_3_offset_0": dict(attn_layer_period=3, attn_layer_offset=0, num_hidden_layers=5),
     "gqa_8_2": dict(num_attention_heads=8, num_key_value_heads=2, hidden_size=64, mamba_dt_rank="auto"),
 }

@@ -49,11 +49,20 @@ def test_longllava_directory_loads_its_language_model(native, rewrite, tmp_path)
 
 
 def test_dense_layer_rename_only_applies_to_dense_layers():
-    config = JambaConfig(vocab_size=10, hidden_size=8, intermediate_size=8, num_hidden_layers=4, num_attention_heads=2,
-                         num_experts=4, num_experts_per_tok=2)
+    config = JambaConfig(
+        vocab_size=10,
+        hidden_size=8,
+        intermediate_size=8,
+        num_hidden_layers=4,
+        num_attention_heads=2,
+        num_experts=4,
+        num_experts_per_tok=2,
+    )
     rename = jamba_key_renamer(config)
     assert rename("model.layers.0.moe.experts.0.up_proj.weight") == "model.layers.0.feed_forward.up_proj.weight"
-    assert rename("model.layers.1.moe.experts.0.up_proj.weight") == "model.layers.1.feed_forward.experts.0.up_proj.weight"
+    assert (
+        rename("model.layers.1.moe.experts.0.up_proj.weight") == "model.layers.1.feed_forward.experts.0.up_proj.weight"
+    )
     assert rename("model.layers.1.moe.router.weight") == "model.layers.1.feed_forward.router.weight"
     assert rename("model.layers.2.mamba.B_layernorm.weight") == "model.layers.2.mamba.b_layernorm.weight"
     assert rename("model.mm_projector.2.bias") is None
