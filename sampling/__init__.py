@@ -1,0 +1,39 @@
+"""Frame sampling: videos, image folders and large images → ordered, preprocessed model images.
+
+    from sampling import SamplingOptions, plan_inputs, iter_frames
+
+    options = SamplingOptions(num_frames=64)
+    plans = plan_inputs(["clip.mp4", "photos/"], options)   # no pixels: a dry run stops here
+    for frame in iter_frames(plans, options):               # lazy, in prompt order
+        frame.pixels                                        # float32 [3, 336, 336]
+
+`plan_inputs` → list of `InputPlan` (kind "image" / "tiled" / "video" / "sequence", frames with
+index and timestamp, tile `grid`, `skipped` files of a folder). `iter_frames` → `SampledFrame`s,
+exactly `plan.num_images` per plan. Bad media raises `InputError` with a one-line message.
+"""
+
+from sampling.errors import InputError
+from sampling.frames import SampledFrame, iter_frames
+from sampling.gop import DecodeStats
+from sampling.options import MAX_FRAMES, SamplingOptions
+from sampling.plan import InputPlan, PlannedFrame, SkippedInput, plan_inputs
+from sampling.preprocess import CLIP_MEAN, CLIP_STD, PAD_COLOR, preprocess_image
+from sampling.probe import VideoInfo
+
+__all__ = [
+    "CLIP_MEAN",
+    "CLIP_STD",
+    "MAX_FRAMES",
+    "PAD_COLOR",
+    "DecodeStats",
+    "InputError",
+    "InputPlan",
+    "PlannedFrame",
+    "SampledFrame",
+    "SamplingOptions",
+    "SkippedInput",
+    "VideoInfo",
+    "iter_frames",
+    "plan_inputs",
+    "preprocess_image",
+]

@@ -1,0 +1,195 @@
+"""From paths to plans: what will be fed to the model, decided before any pixel is decoded.
+
+An `InputPlan` is one item of the prompt, of one of four kinds:
+- "image":    one picture → 1 model image.
+- "tiled":    one picture at high resolution → the global image, then `grid` = (rows, cols) tiles
+              in raster order: 1 + rows·cols model images (REFERENCE §4 layout).
+- "video":    frames of one video, in time order, each with its index and timestamp.
+- "sequence": the images of a folder, in natural file order, sampled like video frames (no
+              timestamps): a folder of photos or extracted frames is one temporal sequence.
+A folder gives one "sequence" for its images and one "video" per video file inside it, ordered by
+their first file. Files of a folder that cannot be used are listed in `skipped` of the folder's
+first plan instead of failing the folder; a path named directly must be good (InputError).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from sampling.discover import list_folder_files
+from sampling.errors import InputError, display_path
+from sampling.images import read_image_size
+from sampling.indices import select_frame_indices, spread_evenly
+from sampling.options import SamplingOptions
+from sampling.preprocess import count_tile_grid
+from sampling.probe import VideoInfo, detect_media_kind, probe_video
+
+PlanKind = Literal["image", "tiled", "video", "sequence"]
+PathLike = str | os.PathLike[str]
+
+
+@dataclass(frozen=True)
+class PlannedFrame:
+    """One picture to take: `index` is the frame's position in the video (presentation order) or
+    the image's position among the folder's images; `timestamp` in seconds, None for images."""
+
+    source: Path
+    index: int
+    timestamp: float | None
+
+
+@dataclass(frozen=True)
+class SkippedInput:
+    """A file of a folder left out, with a one-line reason."""
+
+    path: Path
+    reason: str
+
+
+@dataclass(frozen=True, eq=False)
+class InputPlan:
+    """One prompt item and the pictures it will yield (see the module docstring for `kind`).
+
+    num_available: frames in the video / images in the folder before sampling (1 for images).
+    size: (width, height) of the picture or video as shown (rotation applied); None for sequences.
+    """
+
+    kind: PlanKind
+    source: Path
+    frames: tuple[PlannedFrame, ...]
+    num_available: int
+    size: tuple[int, int] | None = None
+    grid: tuple[int, int] | None = None
+    video: VideoInfo | None = None
+    skipped: tuple[SkippedInput, ...] = ()
+
+    @property
+    def num_images(self) -> int:
+        """Model images this plan yields (each costs the same number of visual tokens)."""
+        if self.grid is not None:
+            rows, cols = self.grid
+            return 1 + rows * cols
+        return len(self.frames)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready description for dry runs (paths as printable text)."""
+        return {
+            "kind": self.kind,
+            "source": display_path(self.source),
+            "num_available": self.num_available,
+            "num_images": self.num_images,
+            "size": list(self.size) if self.size else None,
+            "grid": list(self.grid) if self.grid else None,
+            "frames": [
+                {"source": display_path(f.source), "index": f.index, "timestamp": f.timestamp} for f in self.frames
+            ],
+            "skipped": [{"path": display_path(s.path), "reason": s.reason} for s in self.skipped],
+        }
+
+
+def plan_inputs(paths: PathLike | Sequence[PathLike], options: SamplingOptions | None = None) -> list[InputPlan]:
+    """Plans for each path in order: a file gives one plan, a folder one or more.
+
+    Probes headers and video packet tables only; decodes one frame per video to prove it decodes.
+    Raises InputError (one line, naming the path) for a missing path, a file that is not usable
+    media, a window past a video's end, a picture over `max_tiles`, or a folder with nothing usable.
+    """
+    options = options or SamplingOptions()
+    path_list = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    if not path_list:
+        raise InputError("no input paths given; pass a video, an image or a folder")
+    plans: list[InputPlan] = []
+    for raw in path_list:
+        path = Path(raw)
+        if path.is_dir():
+            plans.extend(plan_folder(path, options))
+        elif path.is_file():
+            plans.append(plan_file(path, options))
+        else:
+            raise InputError(f"{display_path(path)}: no such file or folder; check the path")
+    return plans
+
+
+def plan_file(path: Path, options: SamplingOptions) -> InputPlan:
+    """The plan of one image or video file; tiles only apply to files named directly."""
+    kind = detect_media_kind(path)
+    if kind == "video":
+        return plan_video(path, options)
+    if kind == "image":
+        return plan_image(path, options, tiles=options.tiles)
+    raise InputError(f"{display_path(path)}: not an image or a video (by content, whatever its extension)")
+
+
+def plan_video(path: Path, options: SamplingOptions) -> InputPlan:
+    info = probe_video(path)
+    indices = select_frame_indices(
+        info.timestamps,
+        num_frames=options.num_frames,
+        fps=options.fps,
+        max_frames=options.max_frames,
+        start=options.start,
+        end=options.end,
+    )
+    if len(indices) == 0:
+        raise InputError(
+            f"{display_path(path)}: start {options.start} s is past the end of the video ({info.duration:.2f} s)"
+        )
+    frames = tuple(PlannedFrame(path, int(i), float(info.timestamps[i])) for i in indices)
+    return InputPlan("video", path, frames, info.num_frames, size=(info.width, info.height), video=info)
+
+
+def plan_image(path: Path, options: SamplingOptions, *, tiles: bool) -> InputPlan:
+    size = read_image_size(path)
+    frames = (PlannedFrame(path, 0, None),)
+    if not tiles:
+        return InputPlan("image", path, frames, 1, size=size)
+    rows, cols = count_tile_grid(*size, options.tile_side)
+    if rows * cols > options.max_tiles:
+        raise InputError(
+            f"{display_path(path)}: {size[0]}×{size[1]} needs {rows}×{cols} = {rows * cols} tiles of "
+            f"{options.tile_side} px, over max_tiles={options.max_tiles}; raise max_tiles or turn tiling off"
+        )
+    return InputPlan("tiled", path, frames, 1, size=size, grid=(rows, cols))
+
+
+def plan_folder(folder: Path, options: SamplingOptions) -> list[InputPlan]:
+    """A "sequence" plan for the folder's images and a "video" plan per video, in file order."""
+    files = list_folder_files(folder, recursive=options.recursive)
+    images: list[Path] = []
+    plans: list[tuple[int, InputPlan]] = []  # (position of first file, plan)
+    first_image = -1
+    skipped: list[SkippedInput] = []
+    for position, path in enumerate(files):
+        try:
+            kind = detect_media_kind(path)
+            if kind == "image":
+                read_image_size(path)  # a bad header is caught here, at plan time
+                first_image = position if first_image < 0 else first_image
+                images.append(path)
+            elif kind == "video":
+                plans.append((position, plan_video(path, options)))
+            else:
+                skipped.append(SkippedInput(path, "not an image or a video"))
+        except InputError as e:
+            skipped.append(SkippedInput(path, _strip_path(str(e), path)))
+    if images:
+        chosen = spread_evenly(len(images), options.frame_budget)
+        frames = tuple(PlannedFrame(images[i], int(i), None) for i in chosen)
+        plans.append((first_image, InputPlan("sequence", folder, frames, len(images))))
+    if not plans:
+        example = f" (e.g. {display_path(skipped[0].path)}: {skipped[0].reason})" if skipped else ""
+        raise InputError(f"{display_path(folder)}: no readable image or video among {len(files)} files{example}")
+    ordered = [plan for _, plan in sorted(plans, key=lambda item: item[0])]
+    ordered[0] = dataclasses.replace(ordered[0], skipped=tuple(skipped))
+    return ordered
+
+
+def _strip_path(message: str, path: Path) -> str:
+    """An InputError message without its leading "path: " (the SkippedInput names the path)."""
+    prefix = f"{display_path(path)}: "
+    return message[len(prefix) :] if message.startswith(prefix) else message

@@ -1,0 +1,73 @@
+"""Pixels to model input: LongLLaVA's `image_aspect_ratio "pad"` CLIP preprocessing, and tiling.
+
+One image: pad to a square with the CLIP mean colour (the picture centred, as LLaVA's
+`expand2square`), resize to `size`² with Pillow bicubic (what `CLIPImageProcessor` does; the
+shortest-side resize and centre crop it then applies are no-ops on a square), scale by 1/255 and
+normalise with CLIP's mean and std (REFERENCE §3). Output: float32 tensor [3, size, size].
+
+High resolution (REFERENCE §4): the global image above plus the picture cut into a raster grid of
+`tile`² tiles at native resolution, the picture first padded right and down with the mean colour up
+to whole tiles (a 1000×1000 image → 3×3 tiles of 336). Each tile is then preprocessed like an image.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+from PIL import Image
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+# int(255 * CLIP_MEAN), as LLaVA's expand2square background.
+PAD_COLOR = (122, 116, 104)
+
+_MEAN = np.asarray(CLIP_MEAN, dtype=np.float32)
+_STD = np.asarray(CLIP_STD, dtype=np.float32)
+
+
+def pad_to_square(image: Image.Image, color: tuple[int, int, int] = PAD_COLOR) -> Image.Image:
+    """The image centred on a `max(w, h)`² canvas of `color` (offset floored, as expand2square)."""
+    width, height = image.size
+    if width == height:
+        return image
+    side = max(width, height)
+    canvas = Image.new("RGB", (side, side), color)
+    canvas.paste(image, ((side - width) // 2, (side - height) // 2))
+    return canvas
+
+
+def normalize(pixels: np.ndarray) -> torch.Tensor:
+    """uint8 [h, w, 3] RGB → float32 [3, h, w], scaled to 0..1 then CLIP-normalised."""
+    scaled = pixels.astype(np.float32) * np.float32(1 / 255)
+    return torch.from_numpy(np.ascontiguousarray(((scaled - _MEAN) / _STD).transpose(2, 0, 1)))
+
+
+def preprocess_image(image: Image.Image, size: int) -> torch.Tensor:
+    """One RGB picture → float32 tensor [3, size, size] ready for the CLIP tower."""
+    square = pad_to_square(image)
+    if square.size != (size, size):
+        square = square.resize((size, size), Image.Resampling.BICUBIC)
+    return normalize(np.asarray(square))
+
+
+def count_tile_grid(width: int, height: int, tile: int) -> tuple[int, int]:
+    """(rows, cols) of `tile`² tiles covering a width×height picture."""
+    return math.ceil(height / tile), math.ceil(width / tile)
+
+
+def iter_tiles(image: Image.Image, tile: int) -> Iterator[tuple[int, int, Image.Image]]:
+    """(row, col, tile image) in raster order; edge tiles padded with the mean colour. Tiles are
+    cropped one at a time so a large picture is never copied whole."""
+    rows, cols = count_tile_grid(image.width, image.height, tile)
+    for row in range(rows):
+        for col in range(cols):
+            box = (col * tile, row * tile, min((col + 1) * tile, image.width), min((row + 1) * tile, image.height))
+            piece = image.crop(box)
+            if piece.size != (tile, tile):
+                canvas = Image.new("RGB", (tile, tile), PAD_COLOR)
+                canvas.paste(piece, (0, 0))
+                piece = canvas
+            yield row, col, piece

@@ -1,0 +1,74 @@
+"""One entry point over the video backends, with fallback.
+
+"auto" starts with PyAV, whose keyframe-aware reader decodes the fewest frames and measured fastest
+(benchmarks/RESULTS.md); decord and OpenCV follow. Naming a backend puts it first. When a backend
+cannot serve a file (BackendError: not installed, distrusted, a frame missing), the next one takes
+over from the first frame not yet delivered, so frames already yielded are never repeated.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+
+import numpy as np
+
+from sampling.errors import InputError, display_path
+from sampling.gop import DecodeStats
+from sampling.options import Backend
+from sampling.probe import VideoInfo
+from sampling.video_decord import read_frames_decord
+from sampling.video_opencv import read_frames_opencv
+from sampling.video_pyav import read_frames_pyav
+
+log = logging.getLogger(__name__)
+
+Reader = Callable[[VideoInfo, Sequence[int]], Iterator[tuple[int, np.ndarray]]]
+FALLBACK_ORDER: tuple[str, ...] = ("pyav", "decord", "opencv")
+
+
+def backend_order(backend: Backend) -> tuple[str, ...]:
+    """The backends to try, in order, for the `backend` option."""
+    first = "pyav" if backend == "auto" else backend
+    return (first, *(name for name in FALLBACK_ORDER if name != first))
+
+
+def read_video_frames(
+    info: VideoInfo,
+    indices: Sequence[int],
+    *,
+    backend: Backend = "auto",
+    batch_size: int = 8,
+    stats: DecodeStats | None = None,
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield `(index, uint8 RGB [height, width, 3])` for every sorted index, upright, lazily.
+
+    Raises InputError naming the file when no backend can decode a wanted frame.
+    """
+    readers: dict[str, Reader] = {
+        "pyav": lambda i, idx: read_frames_pyav(i, idx, stats=stats),
+        "decord": lambda i, idx: read_frames_decord(i, idx, batch_size=batch_size),
+        "opencv": lambda i, idx: read_frames_opencv(i, idx),
+    }
+    remaining = [int(i) for i in indices]
+    failures: list[str] = []
+    for name in backend_order(backend):
+        if not remaining:
+            return
+        try:
+            for index, frame in readers[name](info, remaining):
+                yield index, frame
+                remaining = remaining[remaining.index(index) + 1 :]
+        # Not only BackendError: a decoder library failing on bad media in a way we did not foresee
+        # (av.FFmpegError, cv2.error, ...) must still end in the next backend or an InputError.
+        except Exception as e:
+            failures.append(f"{name}: {e}")
+            log.info("%s: %s cannot serve this video (%s); trying the next backend", display_path(info.path), name, e)
+        else:
+            if remaining:
+                failures.append(f"{name}: stopped early")
+    if remaining:
+        raise InputError(
+            f"{display_path(info.path)}: frame {remaining[0]} cannot be decoded ({'; '.join(failures)}); "
+            "the file may be damaged, try re-encoding it"
+        )
