@@ -13,6 +13,7 @@ from tokenizers import models
 from model.errors import CheckpointError
 from model.testing import SPECIAL_TOKENS, TEMPLATE_STRINGS, train_tiny_tokenizer, write_tiny_tokenizer
 from model.tokenizer import SpecialTokenIds, Tokenizer, load_tokenizer
+from sampling.prompt import ImageGroup, VideoGroup, build_prompt_layout, compose_user_content, tokenize_layout
 
 PROMPT = "<|startoftext|><|User|>\n<vid><img>"
 
@@ -111,3 +112,15 @@ def test_without_config_files_ids_come_from_the_vocabulary_then_jambas_defaults(
     vocab = {"<s>": 0, "</s>": 1, "<|endoftext|>": 5, "hi": 6}
     HFTokenizer(models.WordLevel(vocab, unk_token="<s>")).save(str(tmp_path / "tokenizer.json"))
     assert load_tokenizer(tmp_path).special == SpecialTokenIds(bos=1, eos=5, pad=0, unk=3)
+
+
+def test_prompt_tokenisation_matches_upstreams_split_on_image(tok):
+    """`tokenize_layout` with our tokenizer gives upstream's ids: `tokenizer_image_token` splits
+    the prompt on <image> and encodes each chunk with add_special_tokens=False."""
+    layout = build_prompt_layout(compose_user_content("What happens?", [VideoGroup(3), ImageGroup()]))
+    tokens = tokenize_layout(layout, tok)
+    upstream = [tok.tokenizer.encode(chunk, add_special_tokens=False).ids for chunk in layout.text.split("<image>")]
+    ours = [list(s) if isinstance(s, tuple) else "slot" for s in tokens.segments]
+    expected = [x for chunk in upstream for x in (chunk, "slot")][:-1]
+    assert ours == [x for x in expected if x != []]
+    assert tokens.num_tokens == sum(map(len, upstream)) + 4 * 144
