@@ -26,7 +26,7 @@ from torch import nn
 from model.cache import MambaCache
 from model.config import JambaConfig
 from model.norm import RMSNorm
-from model.scan import mamba_kernels_available, scan_blocked, scan_cuda
+from model.scan import mamba_kernels_available, scan_blocked, scan_cuda, step_cuda
 
 
 def causal_conv(
@@ -98,7 +98,7 @@ class MambaMixer(nn.Module):
             dt, B, C = self.dt_layernorm(dt), self.b_layernorm(B), self.c_layernorm(C)
         delta = F.softplus((dt @ self.dt_proj.weight.T).float() + self.dt_proj.bias.float())
         A = -torch.exp(self.A_log.float())
-        scan = self.scan_impl or (scan_cuda if fast else scan_blocked)
+        scan = self.scan_impl or ((step_cuda if h.shape[1] == 1 else scan_cuda) if fast else scan_blocked)
         y, cache.ssm = scan(x, delta, A, B.float(), C.float(), cache.ssm)
         y = (y + x * self.D.float()) * F.silu(z.float())
         return self.out_proj(y.to(h.dtype))

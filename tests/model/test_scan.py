@@ -8,7 +8,7 @@ import torch
 
 import model.scan as scan_mod
 from model.mamba import causal_conv, causal_conv_cuda
-from model.scan import add_initial_state, scan_blocked, scan_cuda, scan_reference
+from model.scan import add_initial_state, scan_blocked, scan_cuda, scan_reference, step_cuda
 
 cuda = pytest.mark.skipif(
     not (torch.cuda.is_available() and scan_mod.mamba_kernels_available(torch.device("cuda"))),
@@ -108,3 +108,13 @@ def test_cuda_conv_equals_cpu_conv():
     out_ref, tail_ref = causal_conv(x, tail, weight, bias)
     torch.testing.assert_close(out.cpu(), out_ref, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(new_tail.cpu(), tail_ref, atol=0, rtol=0)
+
+
+@pytest.mark.cuda
+@cuda
+def test_cuda_step_equals_reference():
+    inputs = _inputs(b=2, l=1, d=64, n=16, device="cuda")
+    y, h = step_cuda(*inputs)
+    y_ref, h_ref = scan_reference(*[t.cpu() for t in inputs])
+    torch.testing.assert_close(y.cpu(), y_ref, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(h.cpu(), h_ref, atol=1e-4, rtol=1e-4)
