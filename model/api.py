@@ -1,0 +1,299 @@
+"""The library API: ask questions about videos, images and folders with a LongLLaVA model.
+
+    from model import load_model
+    from model.api import ask
+    from sampling import SamplingOptions
+
+    model = load_model("LongLLaVA-9B", dtype="bfloat16")
+    result = ask(model, ["talk.mp4"], ["What happens?", "Who speaks first?"],
+                 sampling=SamplingOptions(num_frames=256))
+    print(result.answers[0].text)
+
+Pipeline: `sampling` plans the inputs (no pixels) → the prompt layout fixes every token's place
+→ frames are decoded in a background thread, a few ahead → encoded by the vision tower in
+batches → spliced with the text embeddings and pushed through the LM in chunks
+(`engine.ChunkedPrefill`). With several questions, the frames are prefilled once and the cache
+is forked for each question. Nothing holds all frames' pixels or features at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import resource
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from model.engine import ChunkedPrefill, GenerationOptions, generate
+from model.longllava import LongLLaVA
+from model.prefetch import Prefetcher
+from sampling import InputError, InputPlan, SampledFrame, SamplingOptions, iter_frames, plan_inputs
+from sampling.plan import PathLike
+from sampling.prompt import (
+    IMAGE_SLOT,
+    ImageGroup,
+    ImageSlot,
+    TiledGroup,
+    VideoGroup,
+    VisualGroup,
+    build_prompt_layout,
+    compose_user_content,
+    tokenize_layout,
+)
+
+# Marks where the question goes while laying out the prompt; never reaches the tokenizer.
+_QUESTION = "\ue000"
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunOptions:
+    """How to run a request. chunk_tokens: LM positions per prefill chunk (memory: one chunk of
+    activations); vision_batch_size: images per vision-tower batch; frames_ahead: decoded frames
+    buffered ahead of the model; show_timestamps: write each frame's time into the prompt (the
+    released models were not trained with it)."""
+
+    chunk_tokens: int = 2048
+    vision_batch_size: int = 8
+    frames_ahead: int = 16
+    show_timestamps: bool = False
+
+
+@dataclass(frozen=True)
+class FrameInfo:
+    kind: str  # "image", "frame" or "tile"
+    index: int | None
+    timestamp: float | None
+    tile: tuple[int, int] | None
+
+
+@dataclass(frozen=True)
+class InputInfo:
+    """One prompt item: what was sampled from it and what it cost in LM positions."""
+
+    path: str
+    kind: str
+    num_available: int
+    num_tokens: int
+    frames: tuple[FrameInfo, ...]
+    grid: tuple[int, int] | None = None
+    skipped: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Answer:
+    question: str
+    text: str
+    num_tokens: int
+    finish_reason: str  # "eos", "stop" or "length"
+
+
+@dataclass(frozen=True)
+class AskResult:
+    """Answers with what produced them. num_prompt_tokens: positions prefilled for the first
+    question (shared part + its own); timings in seconds: decode (frame decoding, overlapped with
+    the rest), vision, prefill, generate, total; peak_memory_bytes: the process's peak RSS (CPU)
+    or peak allocated GPU memory (CUDA)."""
+
+    answers: tuple[Answer, ...]
+    inputs: tuple[InputInfo, ...]
+    num_prompt_tokens: int
+    num_visual_tokens: int
+    timings: dict[str, float] = field(default_factory=dict)
+    peak_memory_bytes: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class _Prompt:
+    """The prompt split where the question goes: `shared` segments (text ids and image slots) are
+    prefilled once; each question then adds `encode(question + tail)`."""
+
+    shared: tuple[tuple[int, ...] | ImageSlot, ...]
+    tail: str | None  # None: the question is inside `shared` (placed by <image> placeholders)
+    num_tokens_per_group: tuple[int, ...]
+
+
+def group_of(plan: InputPlan) -> VisualGroup:
+    """The prompt group of a sampling plan: a folder's image sequence is laid out like a video."""
+    if plan.kind == "image":
+        return ImageGroup()
+    if plan.kind == "tiled":
+        assert plan.grid is not None
+        return TiledGroup(*plan.grid)
+    timestamps = tuple(f.timestamp for f in plan.frames)
+    return VideoGroup(len(plan.frames), timestamps if None not in timestamps else None)
+
+
+def ask(
+    model: LongLLaVA,
+    inputs: Sequence[PathLike],
+    questions: str | Sequence[str],
+    *,
+    sampling: SamplingOptions | None = None,
+    generation: GenerationOptions | None = None,
+    run: RunOptions | None = None,
+    on_text: Callable[[int, str], None] | None = None,
+) -> AskResult:
+    """Answer each of `questions` about all of `inputs` (paths of videos, images, folders).
+
+    on_text(question_number, text) receives answers as they are generated. Raises InputError
+    for bad media, ContextTooLongError / MemoryBudgetError before heavy work when the request
+    cannot fit, ValueError for inconsistent arguments.
+    """
+    started = time.perf_counter()
+    questions = [questions] if isinstance(questions, str) else list(questions)
+    if not questions:
+        raise ValueError("ask needs at least one question")
+    sampling = dataclasses.replace(sampling or SamplingOptions(), image_size=model.image_size)
+    generation, run = generation or GenerationOptions(), run or RunOptions()
+    plans = plan_inputs(list(inputs), sampling) if inputs else []
+    if plans and model.vision is None:
+        raise InputError(f"{model.name} is a text-only model; it cannot look at {inputs[0]}")
+    prompt = _split_prompt(model, [group_of(p) for p in plans], questions, run.show_timestamps)
+    suffixes = [model.tokenizer.encode(q + prompt.tail) if prompt.tail is not None else [] for q in questions]
+    num_shared = sum(len(s) if isinstance(s, tuple) else s.num_tokens for s in prompt.shared)
+    capacity = num_shared + max(map(len, suffixes)) + generation.max_new_tokens
+    model.check_context(capacity)
+
+    prefill = ChunkedPrefill(model.lm, model.lm.new_cache(capacity=capacity), run.chunk_tokens)
+    frames_seen: list[SampledFrame] = []
+    vision_seconds = [0.0]
+    with Prefetcher(iter_frames(plans, sampling, batch_size=run.vision_batch_size), run.frames_ahead) as frames:
+        features = _image_features(model, frames, run.vision_batch_size, frames_seen.append, vision_seconds)
+        for segment in prompt.shared:
+            prefill.push(next(features) if isinstance(segment, ImageSlot) else _embed(model, segment))
+        decode_seconds = frames.busy_seconds
+    prefill_seconds = prefill.seconds
+
+    answers, generate_seconds = [], 0.0
+    for number, (question, suffix) in enumerate(zip(questions, suffixes, strict=True)):
+        # Every question but the last continues from a copy of the shared state.
+        own = prefill if number == len(questions) - 1 else prefill.fork()
+        before = own.seconds
+        own.push(_embed(model, suffix))
+        logits = own.finish()
+        prefill_seconds += own.seconds - before
+        out = generate(
+            model.lm,
+            own.cache,
+            logits,
+            decode=model.tokenizer.decode,
+            eos_token_ids=model.eos_token_ids,
+            options=generation,
+            on_text=None if on_text is None else (lambda text, n=number: on_text(n, text)),
+        )
+        generate_seconds += out.seconds
+        answers.append(Answer(question, out.text.strip(), len(out.token_ids), out.finish_reason))
+
+    timings = {
+        "decode": decode_seconds,
+        "vision": vision_seconds[0],
+        "prefill": prefill_seconds,
+        "generate": generate_seconds,
+        "total": time.perf_counter() - started,
+    }
+    return AskResult(
+        answers=tuple(answers),
+        inputs=_describe_inputs(plans, frames_seen, prompt.num_tokens_per_group),
+        num_prompt_tokens=num_shared + len(suffixes[0]),
+        num_visual_tokens=sum(s.num_tokens for s in prompt.shared if isinstance(s, ImageSlot)),
+        timings=timings,
+        peak_memory_bytes=peak_memory_bytes(model.device),
+    )
+
+
+def _split_prompt(model: LongLLaVA, groups: list[VisualGroup], questions: list[str], timestamps: bool) -> _Prompt:
+    encode = model.tokenizer.encode
+    if any(IMAGE_SLOT in q for q in questions):
+        if len(questions) > 1:
+            raise ValueError(f"{IMAGE_SLOT} placeholders place inputs within one question; ask one at a time")
+        # The question is part of the layout: nothing follows it, nothing is shared.
+        layout = build_prompt_layout(
+            compose_user_content(questions[0], groups),
+            tokens_per_image=model.tokens_per_image,
+            show_timestamps=timestamps,
+        )
+        tokenized = tokenize_layout(layout, encode)
+        return _Prompt(tokenized.segments, None, tokenized.num_tokens_per_group)
+    layout = build_prompt_layout(
+        compose_user_content(_QUESTION, groups), tokens_per_image=model.tokens_per_image, show_timestamps=timestamps
+    )
+    # Everything before the question is shared; the text chunk holding it is split there, so the
+    # question's tokens never merge with the shared text's (the same split for one question or many).
+    chunks = layout.text_chunks()
+    before, tail = chunks[-1].split(_QUESTION)
+    segments: list[tuple[int, ...] | ImageSlot] = []
+    for chunk, slot in zip(chunks[:-1], layout.slots, strict=True):
+        if chunk:
+            segments.append(tuple(encode(chunk)))
+        segments.append(slot)
+    if before:
+        segments.append(tuple(encode(before)))
+    return _Prompt(tuple(segments), tail, tokenize_layout(layout, encode).num_tokens_per_group)
+
+
+def _embed(model: LongLLaVA, ids: Sequence[int]) -> torch.Tensor:
+    """Text embeddings [len(ids), e]."""
+    return model.embed_tokens(torch.tensor([list(ids)], dtype=torch.long, device=model.device))[0]
+
+
+def _image_features(
+    model: LongLLaVA,
+    frames: Iterator[SampledFrame],
+    batch_size: int,
+    record: Callable[[SampledFrame], None],
+    seconds: list[float],
+) -> Iterator[torch.Tensor]:
+    """Projected features [tokens_per_image, e] of each frame, encoded `batch_size` at a time."""
+    batch: list[torch.Tensor] = []
+    for frame in frames:
+        record(frame)
+        batch.append(frame.pixels)
+        if len(batch) == batch_size:
+            yield from _encode(model, batch, seconds)
+            batch = []
+    if batch:
+        yield from _encode(model, batch, seconds)
+
+
+def _encode(model: LongLLaVA, batch: list[torch.Tensor], seconds: list[float]) -> Iterator[torch.Tensor]:
+    start = time.perf_counter()
+    with torch.inference_mode():
+        features = model.encode_images(torch.stack(batch))
+    seconds[0] += time.perf_counter() - start
+    yield from features
+
+
+def _describe_inputs(
+    plans: list[InputPlan], frames: list[SampledFrame], tokens_per_group: Sequence[int]
+) -> tuple[InputInfo, ...]:
+    infos, position = [], 0
+    for plan, num_tokens in zip(plans, tokens_per_group, strict=True):
+        own = frames[position : position + plan.num_images]
+        position += plan.num_images
+        infos.append(
+            InputInfo(
+                path=str(plan.source),
+                kind=plan.kind,
+                num_available=plan.num_available,
+                num_tokens=num_tokens,
+                frames=tuple(FrameInfo(f.kind, f.index, f.timestamp, f.tile) for f in own),
+                grid=plan.grid,
+                skipped=tuple((str(s.path), s.reason) for s in plan.skipped),
+            )
+        )
+    return tuple(infos)
+
+
+def peak_memory_bytes(device: torch.device) -> int:
+    """Peak GPU memory allocated on a CUDA device, else the process's peak resident set size."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
