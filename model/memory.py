@@ -1,0 +1,173 @@
+"""Memory model: peak bytes of a request, from configs alone (no weights loaded).
+
+    peak = weights + KV cache + Mamba state + vision batch + one prefill chunk + runtime
+
+- weights: parameter count × dtype size (LM, CLIP tower, projector), counted from the configs.
+- KV cache: positions × 2 × KV heads × head dim × attention layers × dtype size; the engine
+  preallocates it for prompt + answer, so it is the only term that grows with the frame count.
+- Mamba state: conv context and float32 SSM state per Mamba layer, independent of length.
+- vision batch: decoded pixels in flight plus one CLIP batch's activations.
+- chunk: the largest set of activations alive while one prefill chunk runs (the Mamba mixer's
+  float32 intermediates, the FFN, the attention score tile and scan buffers).
+- runtime: what the framework itself holds (PyTorch on CPU: its libraries; CUDA: the context).
+
+`longllava estimate` prints these; the engine uses `check_fits` to fail before any heavy work.
+The constants were calibrated against measured peak RSS (benchmarks/bench_engine.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from model.config import CLIPVisionConfig, JambaConfig
+from model.errors import MemoryBudgetError
+
+DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+# Text around each video frame with LongLLaVA's tokenizer: `<img>`, `</img>`, `<t>` (REFERENCE §4).
+MARKUP_TOKENS_PER_FRAME = 7
+# Template, separators and a typical question.
+PROMPT_TEXT_TOKENS = 64
+# Resident memory of the PyTorch runtime on CPU after importing torch and this package.
+CPU_RUNTIME_BYTES = 420 * 2**20
+# Fixed buffers of a prefill: an attention score tile (2^23 float32), scan block buffers, slack.
+FIXED_ACTIVATION_BYTES = 48 * 2**20
+GiB = 2**30
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Predicted peak bytes by component (see the module docstring)."""
+
+    weights: int
+    kv_cache: int
+    mamba_state: int
+    vision: int
+    chunk: int
+    runtime: int
+
+    @property
+    def total(self) -> int:
+        return self.weights + self.kv_cache + self.mamba_state + self.vision + self.chunk + self.runtime
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "weights": self.weights,
+            "kv_cache": self.kv_cache,
+            "mamba_state": self.mamba_state,
+            "vision": self.vision,
+            "chunk": self.chunk,
+            "runtime": self.runtime,
+            "total": self.total,
+        }
+
+
+def count_lm_parameters(c: JambaConfig) -> int:
+    e, d, n, r, k, f = c.hidden_size, c.d_inner, c.mamba_d_state, c.dt_rank, c.mamba_d_conv, c.intermediate_size
+    mamba = (
+        e * 2 * d
+        + d * k
+        + d * c.mamba_conv_bias
+        + d * (r + 2 * n)
+        + r * d
+        + d
+        + d * n
+        + d
+        + d * e
+        + (r + 2 * n) * c.mamba_inner_layernorms
+        + (2 * d + e) * c.mamba_proj_bias
+    )
+    attention = 2 * e * c.num_attention_heads * c.head_dim + 2 * e * c.kv_heads * c.head_dim
+    total = c.vocab_size * e * (1 if c.tie_word_embeddings else 2) + e
+    for kind, experts in zip(c.layer_types, c.layer_num_experts, strict=True):
+        ffn = 3 * e * f if experts == 1 else experts * (3 * e * f + e)
+        total += 2 * e + ffn + (attention if kind == "attention" else mamba)
+    return total
+
+
+def count_vision_parameters(v: CLIPVisionConfig) -> int:
+    w, i, p = v.hidden_size, v.intermediate_size, v.patch_size
+    embeddings = v.num_channels * p * p * w + w + (v.num_patches + 1) * w
+    layer = 4 * (w * w + w) + 2 * w * i + i + w + 4 * w
+    return embeddings + 4 * w + v.num_hidden_layers * layer
+
+
+def count_projector_parameters(mm_hidden_size: int, hidden_size: int) -> int:
+    return mm_hidden_size * hidden_size + hidden_size + hidden_size * hidden_size + hidden_size
+
+
+def tokens_for_frames(num_frames: int, tokens_per_image: int, *, question_tokens: int = PROMPT_TEXT_TOKENS) -> int:
+    """LM positions of a prompt with `num_frames` video frames and a typical question."""
+    return num_frames * (tokens_per_image + MARKUP_TOKENS_PER_FRAME) + question_tokens
+
+
+def estimate_memory(
+    lm: JambaConfig,
+    vision: CLIPVisionConfig | None,
+    *,
+    dtype: str = "bfloat16",
+    num_tokens: int,
+    chunk_tokens: int = 2048,
+    vision_batch_size: int = 8,
+    frames_ahead: int = 16,
+    mm_hidden_size: int | None = None,
+    device: str = "cuda",
+) -> MemoryEstimate:
+    """Predicted peak bytes of one request of `num_tokens` LM positions (prompt + answer)."""
+    size = DTYPE_BYTES[dtype]
+    weights = count_lm_parameters(lm)
+    vision_bytes = 0
+    if vision is not None:
+        weights += count_vision_parameters(vision) + count_projector_parameters(
+            mm_hidden_size or vision.hidden_size, lm.hidden_size
+        )
+        pixels = (vision_batch_size + frames_ahead) * vision.num_channels * vision.image_size**2 * 4
+        seq = vision.num_patches + 1
+        # Per image: a few [seq, width] hidden states, the MLP's [seq, intermediate] and one
+        # layer's attention scores (SDPA's math path on CPU keeps heads × seq² floats).
+        per_image = seq * (6 * vision.hidden_size + 2 * vision.intermediate_size) * size
+        per_image += vision.num_attention_heads * seq * seq * 4
+        vision_bytes = pixels + vision_batch_size * per_image
+    num_mamba = lm.layer_types.count("mamba")
+    mamba_state = num_mamba * lm.d_inner * (lm.mamba_d_state + lm.mamba_d_conv - 1) * 4
+    kv = num_tokens * lm.kv_elements_per_token * size
+    # Per chunk position: the mixer's float32 intermediates (~10 × d_inner), the FFN's three
+    # [f] tensors, residual-stream copies; the embedding buffer itself.
+    per_token = 10 * lm.d_inner * 4 + 3 * lm.intermediate_size * size + 6 * lm.hidden_size * 4
+    chunk = min(chunk_tokens, num_tokens) * per_token + FIXED_ACTIVATION_BYTES + 2 * lm.vocab_size * 4
+    runtime = CPU_RUNTIME_BYTES if device == "cpu" else 0
+    return MemoryEstimate(weights * size, kv, mamba_state, vision_bytes, chunk, runtime)
+
+
+def max_tokens_that_fit(budget: int, lm: JambaConfig, vision: CLIPVisionConfig | None, **kwargs) -> int:
+    """Largest `num_tokens` whose estimate fits `budget` bytes (0 if even the weights do not)."""
+    lo, hi = 0, 1 << 24
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if estimate_memory(lm, vision, num_tokens=mid, **kwargs).total <= budget:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def recommend_chunk_tokens(budget: int, lm: JambaConfig, vision: CLIPVisionConfig | None, **kwargs) -> int:
+    """The largest power-of-two chunk in 256..8192 that keeps the request within `budget`
+    (bigger chunks run the matmuls more efficiently); 256 if none does."""
+    kwargs.pop("chunk_tokens", None)
+    for chunk in (8192, 4096, 2048, 1024, 512, 256):
+        if estimate_memory(lm, vision, chunk_tokens=chunk, **kwargs).total <= budget:
+            return chunk
+    return 256
+
+
+def check_fits(budget: int, lm: JambaConfig, vision: CLIPVisionConfig | None, *, num_tokens: int, **kwargs) -> None:
+    """Raise MemoryBudgetError, before any heavy work, when a request cannot fit `budget` bytes."""
+    estimate = estimate_memory(lm, vision, num_tokens=num_tokens, **kwargs)
+    if estimate.total <= budget:
+        return
+    fits = max_tokens_that_fit(budget, lm, vision, **kwargs)
+    raise MemoryBudgetError(
+        f"{num_tokens} tokens need {estimate.total / GiB:.1f} GiB (weights {estimate.weights / GiB:.1f}, "
+        f"KV cache {estimate.kv_cache / GiB:.1f}) but the budget is {budget / GiB:.1f} GiB; at most {fits} "
+        f"tokens fit: sample fewer frames (--frames) or use a smaller dtype"
+    )

@@ -1,0 +1,97 @@
+"""Memory model: parameter counts equal the modules', budgets are checked before heavy work."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from model.config import CLIPVisionConfig, JambaConfig
+from model.errors import MemoryBudgetError
+from model.jamba import JambaLM
+from model.memory import (
+    GiB,
+    check_fits,
+    count_lm_parameters,
+    count_projector_parameters,
+    count_vision_parameters,
+    estimate_memory,
+    max_tokens_that_fit,
+    recommend_chunk_tokens,
+    tokens_for_frames,
+)
+from model.projector import build_projector
+from model.vision import CLIPVisionTower
+
+LONGLLAVA_9B = JambaConfig(
+    vocab_size=65536, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
+    num_key_value_heads=8, num_experts=1, mamba_dt_rank=256,
+)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {"num_experts": 4, "num_experts_per_tok": 2},
+        {"tie_word_embeddings": True, "mamba_proj_bias": True, "mamba_conv_bias": False},
+        {"mamba_inner_layernorms": False, "attn_layer_period": 3, "attn_layer_offset": 0},
+    ],
+)
+def test_lm_parameter_count_equals_the_module(overrides):
+    config = JambaConfig(
+        vocab_size=50, hidden_size=16, intermediate_size=24, num_hidden_layers=5, num_attention_heads=4,
+        num_key_value_heads=2, mamba_d_state=4, **overrides,
+    )  # fmt: skip
+    with torch.device("meta"):
+        lm = JambaLM(config)
+    assert count_lm_parameters(config) == sum(p.numel() for p in lm.parameters())
+
+
+def test_vision_and_projector_counts_equal_the_modules():
+    config = CLIPVisionConfig(hidden_size=24, intermediate_size=40, num_hidden_layers=3, num_attention_heads=4,
+                              image_size=28, patch_size=7)  # fmt: skip
+    with torch.device("meta"):
+        tower, projector = CLIPVisionTower(config), build_projector("mlp2x_gelu", 24, 32)
+    assert count_vision_parameters(config) == sum(p.numel() for p in tower.parameters())
+    assert count_projector_parameters(24, 32) == sum(p.numel() for p in projector.parameters())
+
+
+def test_longllava_9b_sizes_match_the_release():
+    """REFERENCE §1: ~9.3B LM + 0.3B CLIP + 0.02B projector, 19.23 GB in bf16; 16 KiB KV per token."""
+    assert round(count_lm_parameters(LONGLLAVA_9B) / 1e9, 1) == 9.3
+    assert round(count_vision_parameters(CLIPVisionConfig()) / 1e9, 1) == 0.3
+    estimate = estimate_memory(LONGLLAVA_9B, CLIPVisionConfig(), dtype="bfloat16", num_tokens=1, mm_hidden_size=1024)
+    assert 19.0e9 < estimate.weights < 19.4e9
+    assert LONGLLAVA_9B.kv_elements_per_token * 2 == 16 * 1024
+
+
+def test_only_the_kv_cache_grows_with_tokens():
+    small = estimate_memory(LONGLLAVA_9B, CLIPVisionConfig(), num_tokens=20_000, chunk_tokens=2048)
+    large = estimate_memory(LONGLLAVA_9B, CLIPVisionConfig(), num_tokens=150_000, chunk_tokens=2048)
+    grown = {k: large.as_dict()[k] - small.as_dict()[k] for k in small.as_dict()}
+    assert grown["kv_cache"] == 130_000 * 16 * 1024
+    assert grown["total"] == grown["kv_cache"]
+
+
+def test_1000_frames_of_9b_fit_a_24_gb_card_in_bf16():
+    num_tokens = tokens_for_frames(1000, 144) + 768
+    check_fits(24 * 10**9, LONGLLAVA_9B, CLIPVisionConfig(), num_tokens=num_tokens, mm_hidden_size=1024)
+    fits = max_tokens_that_fit(24 * 10**9, LONGLLAVA_9B, CLIPVisionConfig(), mm_hidden_size=1024)
+    assert fits >= num_tokens
+    assert estimate_memory(LONGLLAVA_9B, CLIPVisionConfig(), num_tokens=fits, mm_hidden_size=1024).total <= 24 * 10**9
+    assert (
+        estimate_memory(LONGLLAVA_9B, CLIPVisionConfig(), num_tokens=fits + 1, mm_hidden_size=1024).total > 24 * 10**9
+    )
+
+
+def test_too_many_frames_is_a_clear_error():
+    with pytest.raises(MemoryBudgetError, match=r"need .* GiB .* budget is 20\.0 GiB; at most \d+ tokens fit") as info:
+        check_fits(20 * GiB, LONGLLAVA_9B, CLIPVisionConfig(), num_tokens=tokens_for_frames(1000, 144))
+    assert "\n" not in str(info.value)
+
+
+def test_recommended_chunk_shrinks_with_the_budget():
+    kwargs = dict(num_tokens=150_000, mm_hidden_size=1024)
+    roomy = recommend_chunk_tokens(40 * GiB, LONGLLAVA_9B, CLIPVisionConfig(), **kwargs)
+    tight = recommend_chunk_tokens(21 * GiB, LONGLLAVA_9B, CLIPVisionConfig(), **kwargs)
+    assert roomy == 8192 and tight < roomy
