@@ -102,7 +102,8 @@ def probe_video(path: Path) -> VideoInfo:
         raise InputError(f"{shown}: not a readable video ({_reason(e)}); check the file is a complete video") from e
     with container:
         if not _is_video_container(container):
-            raise InputError(f"{shown}: not a video (format {container.format.name}); give a video or image file")
+            what = "has no video stream" if container.format.name.split(",")[0] in VIDEO_FORMATS else "is not a video"
+            raise InputError(f"{shown}: {what} (format {container.format.name}); give a file with video frames")
         stream = container.streams.video[0]
         pts, keys = _scan_packets(container, stream)
         info_fields = dict(
