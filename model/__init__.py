@@ -1,17 +1,20 @@
 """LongLLaVA models in PyTorch: the hybrid Jamba language model, its cache and loading.
 
 Public API:
+- `load_model(path, *, device="cpu", dtype=None, vision_tower=None) -> LongLLaVA` (LM, CLIP tower,
+  projector, tokenizer; text-only for a plain Jamba directory)
 - `load_language_model(path, *, device="cpu", dtype=None) -> JambaLM`
 - `JambaLM(input_ids | inputs_embeds, cache=..., logits_to_keep=1) -> logits`
 - `new_cache(config, ...)`, `JambaCache.fork()`
-- configs (`JambaConfig`, `CLIPVisionConfig`, `LongLLaVAConfig`) and errors.
+- configs (`JambaConfig`, `CLIPVisionConfig`, `LongLLaVAConfig`, `ModelConfig`) and errors.
 """
 
 from model.cache import JambaCache, new_cache
-from model.config import CLIPVisionConfig, JambaConfig, LongLLaVAConfig
+from model.config import CLIPVisionConfig, JambaConfig, LongLLaVAConfig, ModelConfig
 from model.errors import CheckpointError, ContextTooLongError, MemoryBudgetError, ModelError
 from model.jamba import JambaLM
 from model.loading import load_language_model
+from model.longllava import LongLLaVA, load_model
 
 __all__ = [
     "CLIPVisionConfig",
@@ -20,9 +23,12 @@ __all__ = [
     "JambaCache",
     "JambaConfig",
     "JambaLM",
+    "LongLLaVA",
     "LongLLaVAConfig",
     "MemoryBudgetError",
+    "ModelConfig",
     "ModelError",
     "load_language_model",
+    "load_model",
     "new_cache",
 ]

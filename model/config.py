@@ -1,6 +1,6 @@
 """Model configurations as frozen dataclasses whose fields are the HF `config.json` keys verbatim.
 
-Three configs, one per part of a LongLLaVA checkpoint:
+Three configs, one per part of a LongLLaVA checkpoint (gathered in `ModelConfig`):
 - `JambaConfig`: the hybrid Mamba/attention language model. Reads both the AI21 remote-code
   spelling (LongLLaVA, Jamba-v0.1: `n_ctx`, `mamba_inner_layernorms`) and transformers' native
   `JambaConfig` spelling (`max_position_embeddings`).
@@ -221,3 +221,21 @@ class LongLLaVAConfig:
     @property
     def pooling(self) -> str:
         return self.resamplePooling or "2d"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelConfig:
+    """The configs of one loaded model: the language model's, and for a LongLLaVA model the
+    multimodal keys and the CLIP tower's (both None for a text-only Jamba)."""
+
+    lm: JambaConfig
+    mm: LongLLaVAConfig | None = None
+    vision: CLIPVisionConfig | None = None
+
+    def __post_init__(self) -> None:
+        if (self.mm is None) != (self.vision is None):
+            raise ValueError("a multimodal model needs both its LongLLaVA keys and its CLIP config (or neither)")
+
+    @property
+    def is_multimodal(self) -> bool:
+        return self.vision is not None

@@ -1,11 +1,22 @@
 """Tiny stand-ins for released LongLLaVA files, for tests and for trying the plumbing without
-downloading 19 GB. Nothing here is used by inference itself."""
+downloading 19 GB: a trained tokenizer (`write_tiny_tokenizer`) and random checkpoints
+(`write_tiny_longllava`, `write_tiny_clip`). Nothing here is used by inference itself.
+
+    from model import load_model
+    from model.testing import write_tiny_longllava
+    model = load_model(write_tiny_longllava("/tmp/tiny-longllava"))
+"""
 
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
+import torch
+from safetensors.torch import save_file
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
 # ---------------------------------------------------------------------------------------------
@@ -65,3 +76,236 @@ def write_tiny_tokenizer(directory: str | Path, *, vocab_size: int = 512) -> Pat
     (directory / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     (directory / "special_tokens_map.json").write_text(json.dumps(roles, indent=2) + "\n", encoding="utf-8")
     return directory
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoints: tiny random LongLLaVA / CLIP directories in the released files' layout, written with
+# torch + safetensors only. Key names follow REFERENCE §1 (AI21 Jamba naming) and are spelled out
+# here rather than taken from our modules, so a naming mistake in the model code cannot hide.
+# ---------------------------------------------------------------------------------------------
+
+# The LM in AI21 / LongLLaVA config spelling (`n_ctx`, `mamba_inner_layernorms`). vocab_size covers
+# the tiny tokenizer's 512 entries.
+TINY_LM_CONFIG: dict[str, Any] = dict(
+    vocab_size=512,
+    hidden_size=32,
+    intermediate_size=48,
+    num_hidden_layers=4,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    attn_layer_period=2,
+    attn_layer_offset=1,
+    expert_layer_period=2,
+    expert_layer_offset=1,
+    num_experts=1,
+    num_experts_per_tok=1,
+    mamba_d_state=8,
+    mamba_d_conv=4,
+    mamba_expand=2,
+    mamba_dt_rank=6,
+    mamba_conv_bias=True,
+    mamba_proj_bias=False,
+    mamba_inner_layernorms=True,
+    hidden_act="silu",
+    rms_norm_eps=1e-6,
+    tie_word_embeddings=False,
+    n_ctx=4096,
+    pad_token_id=0,
+    bos_token_id=1,
+    eos_token_id=2,
+)
+# CLIP tower (transformers' CLIPVisionConfig keys): 28 px images in 7 px patches, a 4×4 grid that
+# 2d pooling makes 2×2 = 4 tokens per image. Width 24 differs from the LM's 32 on purpose.
+TINY_CLIP_CONFIG: dict[str, Any] = dict(
+    hidden_size=24,
+    intermediate_size=48,
+    num_hidden_layers=3,
+    num_attention_heads=4,
+    num_channels=3,
+    image_size=28,
+    patch_size=7,
+    layer_norm_eps=1e-5,
+    hidden_act="quick_gelu",
+    projection_dim=16,
+)
+LONGLLAVA_TOWER_PREFIX = "model.vision_tower.vision_tower."
+
+
+def write_tiny_longllava(
+    path: str | Path,
+    *,
+    seed: int = 0,
+    lm: Mapping[str, Any] | None = None,
+    vision: Mapping[str, Any] | None = None,
+    shards: int = 2,
+    include_vision: bool = True,
+    pooling: str | None = "2d",
+    config_overrides: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write a tiny random LongLLaVA-format checkpoint into `path` (created) and return it.
+
+    lm / vision: overrides of `TINY_LM_CONFIG` / `TINY_CLIP_CONFIG`. shards: number of
+    safetensors files (1: one `model.safetensors`, else shards + `model.safetensors.index.json`).
+    include_vision: store the CLIP tower in the checkpoint (with a `vision_config` dict in
+    config.json, our extension that declares the tower's size); without it the directory needs a
+    separate CLIP directory (`write_tiny_clip` with the same seed gives the same tower).
+    pooling: `resamplePooling`, or None to leave the key out. config_overrides: set config.json keys
+    last; a None value deletes the key. Writes the tiny tokenizer files too.
+    """
+    path = Path(path)
+    lm_config = TINY_LM_CONFIG | dict(lm or {})
+    clip_config = TINY_CLIP_CONFIG | dict(vision or {})
+    g = torch.Generator().manual_seed(seed)
+    tensors = {name: _random_tensor(name, shape, g) for name, shape in _jamba_shapes(lm_config)}
+    tensors |= {
+        name: _random_tensor(name, shape, g)
+        for name, shape in _projector_shapes(clip_config["hidden_size"], lm_config["hidden_size"])
+    }
+    if include_vision:
+        tensors |= {LONGLLAVA_TOWER_PREFIX + k: v for k, v in _clip_tensors(clip_config, seed).items()}
+    config: dict[str, Any] = {
+        "architectures": ["LlavaJambaForCausalLM"],
+        "model_type": "llava_jamba",  # REFERENCE §1: unverified against a released file
+        "torch_dtype": "float32",
+        **lm_config,
+        "mm_vision_tower": "openai/clip-vit-large-patch14-336",
+        "mm_hidden_size": clip_config["hidden_size"],
+        "mm_projector_type": "mlp2x_gelu",
+        "mm_vision_select_layer": -2,
+        "mm_vision_select_feature": "patch",
+        "mm_patch_merge_type": "flat",
+        "image_aspect_ratio": "pad",
+        "resamplePooling": pooling,
+        "tokenizer_model_max_length": 4096,
+    }
+    if include_vision:
+        config["vision_config"] = clip_config
+    for key, value in dict(config_overrides or {}).items():
+        config[key] = value
+    config = {k: v for k, v in config.items() if v is not None}
+    _write_checkpoint(path, config, tensors, shards=shards)
+    write_tiny_tokenizer(path)
+    return path
+
+
+def write_tiny_clip(path: str | Path, *, seed: int = 0, vision: Mapping[str, Any] | None = None) -> Path:
+    """Write a tiny random CLIP tower as transformers' `CLIPVisionModel.save_pretrained` lays it out
+    (config.json with model_type "clip_vision_model", `vision_model.*` keys) into `path`; the same
+    seed and overrides give the tower `write_tiny_longllava` stores. Returns `path`."""
+    clip_config = TINY_CLIP_CONFIG | dict(vision or {})
+    config = {"architectures": ["CLIPVisionModel"], "model_type": "clip_vision_model", **clip_config}
+    config["torch_dtype"] = "float32"
+    _write_checkpoint(Path(path), config, _clip_tensors(clip_config, seed), shards=1)
+    return Path(path)
+
+
+def _jamba_shapes(c: Mapping[str, Any]) -> list[tuple[str, tuple[int, ...]]]:
+    """Tensor names (AI21 naming) and shapes of a Jamba LM with config `c`."""
+    e, ff, n, k = c["hidden_size"], c["intermediate_size"], c["mamba_d_state"], c["mamba_d_conv"]
+    d_inner = c["mamba_expand"] * e
+    r = math.ceil(e / 16) if c["mamba_dt_rank"] == "auto" else int(c["mamba_dt_rank"])
+    hd = e // c["num_attention_heads"]
+    kv = c.get("num_key_value_heads") or c["num_attention_heads"]
+    shapes: list[tuple[str, tuple[int, ...]]] = [("model.embed_tokens.weight", (c["vocab_size"], e))]
+    for i in range(c["num_hidden_layers"]):
+        p = f"model.layers.{i}."
+        shapes += [(p + "input_layernorm.weight", (e,)), (p + "pre_moe_layernorm.weight", (e,))]
+        if i % c["attn_layer_period"] == c["attn_layer_offset"]:
+            shapes += [(p + f"self_attn.{x}_proj.weight", s) for x, s in _attention_shapes(e, hd, kv)]
+        else:
+            m = p + "mamba."
+            shapes += [(m + "in_proj.weight", (2 * d_inner, e)), (m + "conv1d.weight", (d_inner, 1, k))]
+            shapes += [(m + "conv1d.bias", (d_inner,))] if c["mamba_conv_bias"] else []
+            shapes += [(m + "x_proj.weight", (r + 2 * n, d_inner)), (m + "dt_proj.weight", (d_inner, r))]
+            shapes += [(m + "dt_proj.bias", (d_inner,)), (m + "A_log", (d_inner, n)), (m + "D", (d_inner,))]
+            shapes += [(m + "out_proj.weight", (e, d_inner))]
+            if c["mamba_proj_bias"]:
+                shapes += [(m + "in_proj.bias", (2 * d_inner,)), (m + "out_proj.bias", (e,))]
+            if c["mamba_inner_layernorms"]:
+                shapes += [(m + "dt_layernorm.weight", (r,)), (m + "B_layernorm.weight", (n,))]
+                shapes += [(m + "C_layernorm.weight", (n,))]
+        moe = c["num_experts"] > 1 and i % c["expert_layer_period"] == c["expert_layer_offset"]
+        shapes += [(p + "moe.router.weight", (c["num_experts"], e))] if moe else []
+        for x in range(c["num_experts"] if moe else 1):  # a dense layer is AI21's one-expert block
+            q = p + f"moe.experts.{x}."
+            shapes += [(q + "gate_proj.weight", (ff, e)), (q + "up_proj.weight", (ff, e))]
+            shapes += [(q + "down_proj.weight", (e, ff))]
+    shapes += [("model.final_layernorm.weight", (e,))]
+    return shapes + ([] if c["tie_word_embeddings"] else [("lm_head.weight", (c["vocab_size"], e))])
+
+
+def _attention_shapes(e: int, hd: int, kv: int) -> list[tuple[str, tuple[int, ...]]]:
+    return [("q", (e, e)), ("k", (kv * hd, e)), ("v", (kv * hd, e)), ("o", (e, e))]
+
+
+def _projector_shapes(c: int, e: int) -> list[tuple[str, tuple[int, ...]]]:
+    """mlp2x_gelu: Linear(c, e), GELU, Linear(e, e) as an nn.Sequential under model.mm_projector."""
+    p = "model.mm_projector."
+    return [(p + "0.weight", (e, c)), (p + "0.bias", (e,)), (p + "2.weight", (e, e)), (p + "2.bias", (e,))]
+
+
+def _clip_tensors(c: Mapping[str, Any], seed: int) -> dict[str, torch.Tensor]:
+    """CLIPVisionModel tensors (`vision_model.*`), from their own generator so that a tower stored
+    in a LongLLaVA checkpoint and one in a CLIP directory agree for the same seed."""
+    d, ff, p = c["hidden_size"], c["intermediate_size"], c["patch_size"]
+    grid = c["image_size"] // p
+    v = "vision_model."
+    shapes: list[tuple[str, tuple[int, ...]]] = [
+        (v + "embeddings.class_embedding", (d,)),
+        (v + "embeddings.patch_embedding.weight", (d, c["num_channels"], p, p)),
+        (v + "embeddings.position_embedding.weight", (grid * grid + 1, d)),
+        (v + "pre_layrnorm.weight", (d,)),
+        (v + "pre_layrnorm.bias", (d,)),
+    ]
+    for i in range(c["num_hidden_layers"]):
+        layer = v + f"encoder.layers.{i}."
+        for norm in ("layer_norm1", "layer_norm2"):
+            shapes += [(layer + f"{norm}.weight", (d,)), (layer + f"{norm}.bias", (d,))]
+        for x in ("q", "k", "v", "out"):
+            shapes += [(layer + f"self_attn.{x}_proj.weight", (d, d)), (layer + f"self_attn.{x}_proj.bias", (d,))]
+        shapes += [(layer + "mlp.fc1.weight", (ff, d)), (layer + "mlp.fc1.bias", (ff,))]
+        shapes += [(layer + "mlp.fc2.weight", (d, ff)), (layer + "mlp.fc2.bias", (d,))]
+    shapes += [(v + "post_layernorm.weight", (d,)), (v + "post_layernorm.bias", (d,))]
+    g = torch.Generator().manual_seed(seed + 1_000_003)
+    return {name: _random_tensor(name, shape, g) for name, shape in shapes}
+
+
+def _random_tensor(name: str, shape: tuple[int, ...], g: torch.Generator) -> torch.Tensor:
+    """A value of realistic magnitude: the usual inits (norms at 1, D at 1, A_log = log(1..n))
+    would hide mistakes in the norms, the skip term and the scan's decay."""
+    if name.endswith("A_log"):
+        return torch.log(torch.empty(shape).uniform_(0.5, 12.0, generator=g))
+    if name.endswith("dt_proj.bias"):  # softplus^-1 of step sizes in [1e-3, 1e-1], as Mamba's init
+        dt = torch.exp(torch.empty(shape).uniform_(math.log(1e-3), math.log(1e-1), generator=g))
+        return dt + torch.log(-torch.expm1(-dt))
+    is_norm = any(s in name for s in ("layernorm", "layer_norm", "layrnorm"))
+    if (is_norm and name.endswith("weight")) or name.endswith(".D"):
+        return 1.0 + 0.3 * torch.randn(shape, generator=g)
+    if len(shape) == 1:
+        return 0.5 * torch.randn(shape, generator=g)
+    return torch.randn(shape, generator=g) * (1.5 / math.sqrt(math.prod(shape[1:])))
+
+
+def _write_checkpoint(
+    path: Path, config: Mapping[str, Any], tensors: Mapping[str, torch.Tensor], *, shards: int
+) -> None:
+    """config.json plus safetensors: one `model.safetensors`, or `shards` files in sorted-name
+    blocks with a `model.safetensors.index.json`, as `save_pretrained` writes them."""
+    if shards < 1:
+        raise ValueError(f"shards must be >= 1, got {shards}")
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    names = sorted(tensors)
+    if shards == 1:
+        save_file({k: tensors[k].contiguous() for k in names}, path / "model.safetensors", metadata={"format": "pt"})
+        return
+    per_file = math.ceil(len(names) / shards)
+    weight_map = {}
+    for s in range(shards):
+        file = f"model-{s + 1:05d}-of-{shards:05d}.safetensors"
+        part = names[s * per_file : (s + 1) * per_file]
+        save_file({k: tensors[k].contiguous() for k in part}, path / file, metadata={"format": "pt"})
+        weight_map |= dict.fromkeys(part, file)
+    total = sum(t.numel() * t.element_size() for t in tensors.values())
+    index = {"metadata": {"total_size": total}, "weight_map": weight_map}
+    (path / "model.safetensors.index.json").write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")

@@ -18,7 +18,7 @@ no other hidden states. Source: Radford et al. 2021; transformers `models/clip/m
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -187,18 +187,28 @@ class CLIPVisionTower(nn.Module):
         return x[:, 1:] if self.select_feature == "patch" else x
 
 
+def find_tower_prefix(keys: Collection[str]) -> str | None:
+    """The prefix (one of `_TOWER_PREFIXES`) under which a checkpoint's tensor names `keys` hold a
+    CLIP tower's `vision_model` tensors, recognised by the CLS embedding's key; None if none."""
+    return next((prefix for prefix in _TOWER_PREFIXES if prefix + "embeddings.class_embedding" in keys), None)
+
+
+def is_tower_key(key: str, prefix: str) -> bool:
+    """Whether checkpoint key `key` is one of the tower's tensors stored under `prefix`; False for
+    transformers' `position_ids` buffer, which we compute, and for anything else in the file."""
+    return key.startswith(tuple(prefix + part for part in _TOWER_PARTS)) and not key.endswith("position_ids")
+
+
 def select_tower_weights(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The CLIP tower's tensors out of a checkpoint's, renamed to `CLIPVisionTower` names
     (`vision_model.*`). Recognises the prefixes in `_TOWER_PREFIXES` by the CLS embedding's key;
     drops transformers' `position_ids` buffer. Returns {} when the tensors hold no tower."""
-    for prefix in _TOWER_PREFIXES:
-        if prefix + "embeddings.class_embedding" in tensors:
-            return {
-                "vision_model." + key[len(prefix) :]: value
-                for key, value in tensors.items()
-                if key.startswith(tuple(prefix + part for part in _TOWER_PARTS)) and not key.endswith("position_ids")
-            }
-    return {}
+    prefix = find_tower_prefix(tensors.keys())
+    if prefix is None:
+        return {}
+    return {
+        "vision_model." + key[len(prefix) :]: value for key, value in tensors.items() if is_tower_key(key, prefix)
+    }
 
 
 def encode_in_batches(

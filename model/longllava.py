@@ -1,0 +1,396 @@
+"""The whole LongLLaVA model: CLIP tower -> pooling -> projector -> image embeddings spliced into
+the Jamba LM's input at the prompt's `<image>` slots (Zhang et al. 2024, arXiv 2409.02889 §3;
+upstream `llava/model/llava_arch.py`, `prepare_inputs_labels_for_multimodal`).
+
+Glossary: b images, S image side (336), n CLIP patch tokens (576), c CLIP width (mm_hidden_size,
+1024), t tokens per image after pooling (144), e LM width (hidden_size, 4096), L prompt tokens.
+
+    pixels [b, 3, S, S] -> tower [b, n, c] -> pool [b, t, c] -> projector [b, t, e]
+    prompt segments (text ids | slots) -> [1, L, e] with slot i holding image i's t embeddings
+
+The streaming engine (`model/engine.py`) calls `encode_images`, `embed_tokens` and the LM chunk
+by chunk; `merge_embeddings` is the one-shot splice for a whole prompt. Unlike upstream, a count
+mismatch between slots and images is an error (upstream silently ignores images without
+`<image>`), and `tokenizer_model_max_length` is reported, never applied by silent truncation.
+
+`load_model` reads a LongLLaVA directory (LM + CLIP + projector + tokenizer) or a plain Jamba
+directory (text only); see its docstring for where the CLIP weights and config may come from.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from model.config import CLIPVisionConfig, LongLLaVAConfig, ModelConfig
+from model.errors import CheckpointError, ContextTooLongError
+from model.jamba import JambaLM
+from model.loading import (
+    Checkpoint,
+    jamba_config_of,
+    jamba_key_renamer,
+    load_tensors,
+    open_checkpoint,
+    resolve_dtype,
+)
+from model.projector import build_projector, num_pooled_tokens, pool_features
+from model.tokenizer import Tokenizer, load_tokenizer
+from model.vision import CHECKPOINT_PREFIX, CLIPVisionTower, encode_in_batches, find_tower_prefix, is_tower_key
+from sampling.prompt import ImageSlot, PromptError, PromptLayout, TokenizedPrompt, tokenize_layout
+
+PROJECTOR_PREFIX = "model.mm_projector."
+VISION_CONFIG_KEY = "vision_config"  # our extension: a CLIP config dict inside a LongLLaVA config.json
+VISION_TOWER_HINT = "pass --vision-tower DIR or put the CLIP weights in the checkpoint"
+CLIP_MODEL_TYPES = ("clip_vision_model", "clip")
+# model_type values that mark a LongLLaVA (multimodal) config.json even without mm_* keys.
+_MULTIMODAL_MODEL_TYPES = ("llava_jamba", "longllava", "llava_jamba_moe")
+
+Segment = Sequence[int] | ImageSlot
+
+
+class LongLLaVA(nn.Module):
+    """LM (`.lm`), CLIP tower (`.vision`), projector (`.projector`) and `.tokenizer`; `.vision`
+    and `.projector` are None for a text-only Jamba. Built from `config` with uninitialised
+    weights: use `load_model` to read a checkpoint."""
+
+    def __init__(self, config: ModelConfig, tokenizer: Tokenizer | None = None) -> None:
+        super().__init__()
+        self.config = config
+        self.tokenizer = tokenizer
+        self.lm = JambaLM(config.lm)
+        self.vision: CLIPVisionTower | None = None
+        self.projector: nn.Module | None = None
+        self.pooling: str | None = None
+        if config.mm is not None and config.vision is not None:
+            mm = config.mm
+            if mm.mm_hidden_size != config.vision.hidden_size:
+                raise ValueError(f"mm_hidden_size {mm.mm_hidden_size} != CLIP hidden_size {config.vision.hidden_size}")
+            self.vision = CLIPVisionTower(
+                config.vision, select_layer=mm.mm_vision_select_layer, select_feature=mm.mm_vision_select_feature
+            )
+            self.pooling = mm.pooling
+            self._tokens_per_image = num_pooled_tokens(self.vision.num_tokens, mm.pooling)
+            self.projector = build_projector(mm.mm_projector_type, mm.mm_hidden_size, config.lm.hidden_size)
+
+    @property
+    def device(self) -> torch.device:
+        return self.lm.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.lm.dtype
+
+    @property
+    def is_multimodal(self) -> bool:
+        return self.vision is not None
+
+    @property
+    def tokens_per_image(self) -> int:
+        """LM positions one image takes: 144 for 2d pooling of CLIP-L/14-336's 24×24 grid."""
+        self._require_vision()
+        return self._tokens_per_image
+
+    @property
+    def image_size(self) -> int:
+        """Side in pixels of the square images `encode_images` takes (336 for CLIP-L/14-336)."""
+        return self._require_vision().config.image_size
+
+    @property
+    def max_context_tokens(self) -> int | None:
+        """`tokenizer_model_max_length`: the prompt length the model was trained with, if known."""
+        return self.config.mm.tokenizer_model_max_length if self.config.mm is not None else None
+
+    def _require_vision(self) -> CLIPVisionTower:
+        if self.vision is None:
+            raise CheckpointError(
+                "this is a text-only Jamba model without a vision tower; load a LongLLaVA checkpoint to use images"
+            )
+        return self.vision
+
+    @torch.no_grad()
+    def encode_images(self, pixels: torch.Tensor, *, batch_size: int = 32) -> torch.Tensor:
+        """pixels [b, 3, S, S] (normalised, any float dtype and device) -> [b, t, e] in the LM dtype
+        on the model's device: tower, pooling and projector, `batch_size` images at a time."""
+        vision = self._require_vision()
+        return encode_in_batches(vision, pixels, batch_size=batch_size, transform=self._pool_and_project)
+
+    def _pool_and_project(self, features: torch.Tensor) -> torch.Tensor:
+        assert self.projector is not None and self.pooling is not None
+        return self.projector(pool_features(features, self.pooling))
+
+    @torch.no_grad()
+    def embed_tokens(self, ids: torch.Tensor) -> torch.Tensor:
+        """ids [b, l] int64 (any device) -> [b, l, e] in the LM dtype on the model's device."""
+        return self.lm.embed(ids.to(self.device))
+
+    def prompt_tokens(self, layout: PromptLayout) -> TokenizedPrompt:
+        """Tokenise a prompt layout with the checkpoint's tokenizer. Its slots must be sized for this
+        model (`build_prompt_layout(..., tokens_per_image=model.tokens_per_image)`)."""
+        if self.tokenizer is None:
+            raise CheckpointError("this model was built without a tokenizer; load it with model.load_model")
+        if layout.slots:
+            expected = self.tokens_per_image
+            sizes = {slot.num_tokens for slot in layout.slots}
+            if sizes != {expected}:
+                raise PromptError(
+                    f"the prompt layout has image slots of {sorted(sizes)} tokens but this model makes {expected} "
+                    f"per image; build it with tokens_per_image={expected}"
+                )
+        return tokenize_layout(layout, self.tokenizer.encode)
+
+    @torch.no_grad()
+    def merge_embeddings(
+        self, segments: TokenizedPrompt | Sequence[Segment], image_features: torch.Tensor | Sequence[torch.Tensor]
+    ) -> torch.Tensor:
+        """The LM input of a whole prompt: text embeddings and image features in slot order.
+
+        segments: a `TokenizedPrompt` or its `.segments` (runs of text ids and `ImageSlot`s).
+        image_features: [N, t, e] or N tensors [t, e], image i for the slot with `image == i`
+        (as `encode_images` returns them). Returns [1, L, e] in the LM dtype on the model's device.
+        Raises PromptError when the slots and the features do not correspond one to one.
+        """
+        if isinstance(segments, TokenizedPrompt):
+            segments = segments.segments
+        slots = [s for s in segments if isinstance(s, ImageSlot)]
+        if len(slots) != len(image_features):
+            raise PromptError(
+                f"the prompt has {len(slots)} image slot(s) but {len(image_features)} image(s) were encoded; "
+                "every image needs exactly one slot"
+            )
+        if sorted(s.image for s in slots) != list(range(len(slots))):
+            raise PromptError(f"image slots must number the images 0..{len(slots) - 1} once each")
+        pieces = []
+        for segment in segments:
+            if isinstance(segment, ImageSlot):
+                pieces.append(self._slot_features(segment, image_features[segment.image]))
+            else:
+                ids = torch.tensor([list(segment)], dtype=torch.long)
+                pieces.append(self.embed_tokens(ids)[0])
+        return torch.cat(pieces)[None]
+
+    def _slot_features(self, slot: ImageSlot, features: torch.Tensor) -> torch.Tensor:
+        expected = (slot.num_tokens, self.config.lm.hidden_size)
+        if tuple(features.shape) != expected:
+            raise PromptError(
+                f"image {slot.image} has features of shape {list(features.shape)}, its slot needs {list(expected)}"
+            )
+        return features.to(device=self.device, dtype=self.dtype)
+
+    def check_context(self, num_tokens: int, *, truncate: bool = False) -> None:
+        """Report a prompt longer than `tokenizer_model_max_length`: a warning (the model may
+        degrade, and the caller asked for nothing else), or, when the caller asked for truncation,
+        ContextTooLongError so that it can drop input (which input to drop is the caller's choice)."""
+        limit = self.max_context_tokens
+        if limit is None or num_tokens <= limit:
+            return
+        if truncate:
+            raise ContextTooLongError(
+                f"the prompt needs {num_tokens} tokens, over the {limit} the model was trained with "
+                f"(tokenizer_model_max_length); sample fewer frames or images"
+            )
+        warnings.warn(
+            f"the prompt has {num_tokens} tokens but the model was trained with at most {limit} "
+            f"(tokenizer_model_max_length); answers may degrade",
+            stacklevel=2,
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _TowerSource:
+    """Where the CLIP tower's weights and config come from."""
+
+    checkpoint: Checkpoint
+    prefix: str  # of the tower's `vision_model` keys in that checkpoint
+    config: CLIPVisionConfig
+    config_assumed: bool  # ViT-L/14-336 defaults, no config found
+
+
+def load_model(
+    path: str | Path,
+    *,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype | str | None = None,
+    vision_tower: str | Path | None = None,
+) -> LongLLaVA:
+    """Load a LongLLaVA checkpoint directory (or a plain Jamba one, as a text-only model).
+
+    LongLLaVA: config.json with the Jamba keys and the multimodal keys (`mm_*`, `resamplePooling`;
+    without `resamplePooling` we warn and use "2d", where upstream silently used all 576 tokens),
+    weights with the LM, `model.mm_projector.*` and, usually, the CLIP tower under
+    `model.vision_tower.vision_tower.vision_model.*`, and `tokenizer.json`. The CLIP tower comes from,
+    in order: the `vision_tower` directory if given; the checkpoint's own tensors, configured by a
+    `vision_config` dict in config.json (transformers' CLIPVisionConfig keys; our extension, which
+    tiny test checkpoints use) or else the ViT-L/14-336 defaults; the `mm_vision_tower` directory
+    when it is a local path (absolute, or relative to the checkpoint). A CLIP directory is what
+    transformers' CLIPVisionModel or CLIPModel `save_pretrained` writes (config.json + safetensors).
+
+    A directory whose config has no multimodal keys and whose weights have no projector is a
+    text-only Jamba: `.vision` and `.projector` are None. dtype: float32, bfloat16, float16 or None
+    (the checkpoint's `torch_dtype`); every part is loaded in it, on `device`. Each tensor is read
+    once into its final place: peak memory is about the model's size.
+    Raises CheckpointError (one line: what is missing or wrong, and how to supply it).
+    """
+    checkpoint = open_checkpoint(path)
+    lm_config = jamba_config_of(checkpoint)
+    torch_dtype = resolve_dtype(dtype, checkpoint.config)
+    tokenizer = load_tokenizer(checkpoint.path)  # cheap, and a missing file should fail before the weights load
+    if not _is_multimodal(checkpoint):
+        if vision_tower is not None:
+            raise CheckpointError(
+                f"{checkpoint.path}: a text-only Jamba checkpoint (no mm_* keys, no projector); "
+                "a vision tower needs a LongLLaVA checkpoint"
+            )
+        config = ModelConfig(lm=lm_config)
+        tower = None
+    else:
+        mm_config = _mm_config_of(checkpoint)
+        tower = _find_tower(checkpoint, mm_config, vision_tower)
+        config = ModelConfig(lm=lm_config, mm=mm_config, vision=tower.config)
+    model = _build(config, tokenizer, source=checkpoint.path)
+    load_tensors(model.lm, checkpoint, jamba_key_renamer(lm_config), dtype=torch_dtype, device=device)
+    if tower is not None:
+        _load_projector(model, checkpoint, dtype=torch_dtype, device=device)
+        _load_tower(model, tower, dtype=torch_dtype, device=device)
+    return model.eval().requires_grad_(False)
+
+
+def _is_multimodal(checkpoint: Checkpoint) -> bool:
+    config = checkpoint.config
+    return (
+        config.get("model_type") in _MULTIMODAL_MODEL_TYPES
+        or any(key.startswith("mm_") or key == "resamplePooling" for key in config)
+        or any(key.startswith(PROJECTOR_PREFIX) for key in checkpoint.weight_map)
+    )
+
+
+def _mm_config_of(checkpoint: Checkpoint) -> LongLLaVAConfig:
+    source = checkpoint.path / "config.json"
+    mm = LongLLaVAConfig.from_dict(checkpoint.config, source=str(source))
+    if mm.resamplePooling is None:
+        warnings.warn(
+            f"{source}: no 'resamplePooling'; using '2d' (144 tokens per image at 336 px), which LongLLaVA "
+            "was trained with (upstream used all 576 tokens in this case); add the key to silence this",
+            stacklevel=3,
+        )
+    return mm
+
+
+def _find_tower(checkpoint: Checkpoint, mm: LongLLaVAConfig, vision_tower: str | Path | None) -> _TowerSource:
+    """The tower's source, in the order `load_model` documents; its width must match the projector's input."""
+    if vision_tower is not None:
+        tower = _separate_tower(Path(vision_tower).expanduser(), named_by="the vision_tower argument")
+    elif find_tower_prefix(checkpoint.weight_map.keys()) == CHECKPOINT_PREFIX + "vision_model.":
+        tower = _embedded_tower(checkpoint)
+    elif (local := _local_dir(checkpoint.path, mm.mm_vision_tower)) is not None:
+        tower = _separate_tower(local, named_by=f"mm_vision_tower in {checkpoint.path / 'config.json'}")
+    else:
+        raise CheckpointError(
+            f"{checkpoint.path}: no CLIP weights ({CHECKPOINT_PREFIX}vision_model.*) and mm_vision_tower "
+            f"{mm.mm_vision_tower!r} is not a local directory; {VISION_TOWER_HINT}"
+        )
+    if tower.config.hidden_size != mm.mm_hidden_size:
+        raise CheckpointError(
+            f"{tower.checkpoint.path}: the CLIP tower is {tower.config.hidden_size} wide but mm_hidden_size in "
+            f"{checkpoint.path / 'config.json'} is {mm.mm_hidden_size}; use the CLIP this LongLLaVA was trained with"
+        )
+    return tower
+
+
+def _local_dir(root: Path, name: str | None) -> Path | None:
+    """`name` as an existing directory: absolute, relative to the checkpoint, or to the working directory."""
+    if not name:
+        return None
+    candidate = Path(name).expanduser()
+    for path in (candidate, root / candidate) if not candidate.is_absolute() else (candidate,):
+        if path.is_dir():
+            return path
+    return None
+
+
+def _embedded_tower(checkpoint: Checkpoint) -> _TowerSource:
+    source = str(checkpoint.path / "config.json")
+    data = checkpoint.config.get(VISION_CONFIG_KEY)
+    if data is None:
+        return _TowerSource(checkpoint, CHECKPOINT_PREFIX + "vision_model.", CLIPVisionConfig(), config_assumed=True)
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{source}: '{VISION_CONFIG_KEY}' must be a JSON object of CLIPVisionConfig keys")
+    config = CLIPVisionConfig.from_dict(data, source=f"{source} ({VISION_CONFIG_KEY})")
+    return _TowerSource(checkpoint, CHECKPOINT_PREFIX + "vision_model.", config, config_assumed=False)
+
+
+def _separate_tower(path: Path, *, named_by: str) -> _TowerSource:
+    """A CLIP directory as transformers' CLIPVisionModel / CLIPModel `save_pretrained` writes it."""
+    try:
+        checkpoint = open_checkpoint(path)
+    except CheckpointError as e:
+        raise CheckpointError(f"CLIP vision tower named by {named_by}: {e}") from e
+    source = checkpoint.path / "config.json"
+    model_type = checkpoint.config.get("model_type")
+    if model_type is not None and model_type not in CLIP_MODEL_TYPES:
+        raise CheckpointError(
+            f"{source}: model_type {model_type!r} is not a CLIP model (expected one of {', '.join(CLIP_MODEL_TYPES)}); "
+            f"{named_by} must name a CLIP directory"
+        )
+    prefix = find_tower_prefix(checkpoint.weight_map.keys())
+    if prefix is None:
+        raise CheckpointError(f"{checkpoint.path}: no CLIP vision weights (vision_model.*) in its safetensors files")
+    return _TowerSource(checkpoint, prefix, CLIPVisionConfig.from_dict(checkpoint.config, source=str(source)), False)
+
+
+def _build(config: ModelConfig, tokenizer: Tokenizer, *, source: Path) -> LongLLaVA:
+    """The model on the meta device (no memory), ready for `load_tensors`."""
+    try:
+        with torch.device("meta"):
+            return LongLLaVA(config, tokenizer)
+    except ValueError as e:  # select layer, pooling or projector type the code cannot build
+        raise CheckpointError(f"{source / 'config.json'}: {e}") from e
+
+
+def _load_projector(model: LongLLaVA, checkpoint: Checkpoint, **where) -> None:
+    assert model.projector is not None and model.config.mm is not None
+    mm = model.config.mm
+    try:
+        load_tensors(_mounted(model.projector, PROJECTOR_PREFIX), checkpoint, _keys_under(PROJECTOR_PREFIX), **where)
+    except CheckpointError as e:
+        raise CheckpointError(
+            f"{e} (projector {mm.mm_projector_type}: mm_hidden_size {mm.mm_hidden_size} -> "
+            f"hidden_size {model.config.lm.hidden_size})"
+        ) from e
+
+
+def _load_tower(model: LongLLaVA, tower: _TowerSource, **where) -> None:
+    assert model.vision is not None
+    module = _mounted(model.vision.vision_model, tower.prefix)
+    try:
+        load_tensors(module, tower.checkpoint, lambda key: key if is_tower_key(key, tower.prefix) else None, **where)
+    except CheckpointError as e:
+        if not tower.config_assumed:
+            raise
+        raise CheckpointError(
+            f"{e}; config.json has no '{VISION_CONFIG_KEY}', so a CLIP ViT-L/14-336 tower was assumed: "
+            f"add a '{VISION_CONFIG_KEY}' dict with the tower's CLIPVisionConfig or pass --vision-tower DIR"
+        ) from e
+
+
+def _mounted(module: nn.Module, prefix: str) -> nn.Module:
+    """A container holding `module` at the dotted `prefix` ("a.b." or ""), so that its parameter
+    names are the checkpoint's keys: `load_tensors` then reads and reports them verbatim."""
+    for name in reversed(prefix.rstrip(".").split(".") if prefix else []):
+        parent = nn.Module()
+        parent.add_module(name, module)
+        module = parent
+    return module
+
+
+def _keys_under(prefix: str) -> Callable[[str], str | None]:
+    return lambda key: key if key.startswith(prefix) else None
