@@ -183,7 +183,8 @@ def plan_folder(folder: Path, options: SamplingOptions) -> list[InputPlan]:
         plans.append((first_image, InputPlan("sequence", folder, frames, len(images))))
     if not plans:
         example = f" (e.g. {display_path(skipped[0].path)}: {skipped[0].reason})" if skipped else ""
-        raise InputError(f"{display_path(folder)}: no readable image or video among {len(files)} files{example}")
+        hint = "" if options.recursive else "; subfolders are read only when recursive"
+        raise InputError(f"{display_path(folder)}: no readable image or video among {len(files)} files{example}{hint}")
     ordered = [plan for _, plan in sorted(plans, key=lambda item: item[0])]
     ordered[0] = dataclasses.replace(ordered[0], skipped=tuple(skipped))
     return ordered

@@ -162,3 +162,9 @@ def non_utf8_dir(tmp_path: Path) -> Path:
     folder = Path(os.fsdecode(bytes(tmp_path) + b"/caf\xe9"))
     folder.mkdir()
     return folder
+
+
+@pytest.fixture
+def huge_png(tmp_path: Path) -> Path:
+    """A 20000×20000 PNG (400 megapixels) of ~50 KB."""
+    return write_png_header_only(tmp_path / "huge.png", 20000, 20000)

@@ -1,0 +1,79 @@
+"""LongLLaVA's "pad" preprocessing and high-resolution tiling."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from sampling.preprocess import (
+    CLIP_MEAN,
+    CLIP_STD,
+    PAD_COLOR,
+    count_tile_grid,
+    iter_tiles,
+    normalize,
+    pad_to_square,
+    preprocess_image,
+)
+
+
+def random_image(width: int, height: int, seed: int = 0) -> Image.Image:
+    return Image.fromarray(np.random.default_rng(seed).integers(0, 256, (height, width, 3), np.uint8))
+
+
+def test_pad_to_square_centres_the_picture_on_the_mean_colour() -> None:
+    padded = np.asarray(pad_to_square(Image.new("RGB", (40, 10), (255, 255, 255))))
+    assert padded.shape == (40, 40, 3)
+    assert padded[:15].reshape(-1, 3).tolist() == [list(PAD_COLOR)] * (15 * 40)
+    assert (padded[15:25] == 255).all() and (padded[25:] == PAD_COLOR).all()
+
+
+@pytest.mark.parametrize("size", [336, 224, 17])
+def test_output_shape_and_dtype(size: int) -> None:
+    pixels = preprocess_image(random_image(64, 48), size)
+    assert pixels.shape == (3, size, size) and pixels.dtype == torch.float32
+
+
+def test_mean_colour_normalises_to_about_zero() -> None:
+    pixels = preprocess_image(Image.new("RGB", (10, 10), PAD_COLOR), 8)
+    expected = (np.asarray(PAD_COLOR) / 255 - np.asarray(CLIP_MEAN)) / np.asarray(CLIP_STD)
+    assert torch.allclose(pixels[:, 0, 0], torch.tensor(expected, dtype=torch.float32), atol=1e-6)
+    assert pixels.abs().max() < 0.02
+
+
+def test_normalize_is_channel_first() -> None:
+    rgb = np.zeros((2, 3, 3), np.uint8)
+    rgb[..., 0] = 255
+    out = normalize(rgb)
+    assert out.shape == (3, 2, 3)
+    assert torch.allclose(out[0], torch.full((2, 3), (1 - CLIP_MEAN[0]) / CLIP_STD[0]))
+
+
+def test_matches_transformers_clip_image_processor() -> None:
+    transformers = pytest.importorskip("transformers")
+    processor = transformers.CLIPImageProcessor(
+        size={"shortest_edge": 336}, crop_size={"height": 336, "width": 336}, do_convert_rgb=True
+    )
+    image = random_image(200, 120, seed=3)
+    reference = processor(pad_to_square(image), return_tensors="pt")["pixel_values"][0]
+    assert torch.allclose(preprocess_image(image, 336), reference, atol=1e-5)
+
+
+def test_tile_grid_is_ceil_division() -> None:
+    assert count_tile_grid(1000, 1000, 336) == (3, 3)  # REFERENCE §4: 9 tiles + 1 global
+    assert count_tile_grid(336, 336, 336) == (1, 1)
+    assert count_tile_grid(337, 100, 336) == (1, 2)
+
+
+def test_tiles_are_raster_order_and_padded_at_the_edges() -> None:
+    image = random_image(50, 30)
+    tiles = list(iter_tiles(image, 20))
+    assert [(r, c) for r, c, _ in tiles] == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]
+    source = np.asarray(image)
+    first = np.asarray(tiles[0][2])
+    assert (first == source[:20, :20]).all()
+    corner = np.asarray(tiles[-1][2])  # rows 20..29 and cols 40..49 exist, the rest is padding
+    assert (corner[:10, :10] == source[20:30, 40:50]).all()
+    assert (corner[10:] == PAD_COLOR).all() and (corner[:, 10:] == PAD_COLOR).all()
