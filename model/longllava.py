@@ -47,6 +47,10 @@ PROJECTOR_PREFIX = "model.mm_projector."
 VISION_CONFIG_KEY = "vision_config"  # our extension: a CLIP config dict inside a LongLLaVA config.json
 VISION_TOWER_HINT = "pass --vision-tower DIR or put the CLIP weights in the checkpoint"
 CLIP_MODEL_TYPES = ("clip_vision_model", "clip")
+_ASSUMED_CONFIG_HINT = (
+    f"config.json has no '{VISION_CONFIG_KEY}', so a CLIP ViT-L/14-336 tower was assumed: add a "
+    f"'{VISION_CONFIG_KEY}' dict with the tower's CLIPVisionConfig keys or pass --vision-tower DIR"
+)
 # model_type values that mark a LongLLaVA (multimodal) config.json even without mm_* keys.
 _MULTIMODAL_MODEL_TYPES = ("llava_jamba", "longllava", "llava_jamba_moe")
 
@@ -259,8 +263,8 @@ def load_model(
     model = _build(config, tokenizer, source=checkpoint.path)
     load_tensors(model.lm, checkpoint, jamba_key_renamer(lm_config), dtype=torch_dtype, device=device)
     if tower is not None:
+        _load_tower(model, tower, dtype=torch_dtype, device=device)  # first: its config may be assumed
         _load_projector(model, checkpoint, dtype=torch_dtype, device=device)
-        _load_tower(model, tower, dtype=torch_dtype, device=device)
     return model.eval().requires_grad_(False)
 
 
@@ -299,19 +303,21 @@ def _find_tower(checkpoint: Checkpoint, mm: LongLLaVAConfig, vision_tower: str |
             f"{mm.mm_vision_tower!r} is not a local directory; {VISION_TOWER_HINT}"
         )
     if tower.config.hidden_size != mm.mm_hidden_size:
+        fix = _ASSUMED_CONFIG_HINT if tower.config_assumed else "use the CLIP this LongLLaVA was trained with"
         raise CheckpointError(
             f"{tower.checkpoint.path}: the CLIP tower is {tower.config.hidden_size} wide but mm_hidden_size in "
-            f"{checkpoint.path / 'config.json'} is {mm.mm_hidden_size}; use the CLIP this LongLLaVA was trained with"
+            f"{checkpoint.path / 'config.json'} is {mm.mm_hidden_size}; {fix}"
         )
     return tower
 
 
 def _local_dir(root: Path, name: str | None) -> Path | None:
-    """`name` as an existing directory: absolute, relative to the checkpoint, or to the working directory."""
+    """`name` as an existing directory: absolute, else relative to the checkpoint directory, else
+    to the working directory. None for a hub id such as "openai/clip-vit-large-patch14-336"."""
     if not name:
         return None
     candidate = Path(name).expanduser()
-    for path in (candidate, root / candidate) if not candidate.is_absolute() else (candidate,):
+    for path in (candidate,) if candidate.is_absolute() else (root / candidate, candidate):
         if path.is_dir():
             return path
     return None
@@ -376,10 +382,7 @@ def _load_tower(model: LongLLaVA, tower: _TowerSource, **where) -> None:
     except CheckpointError as e:
         if not tower.config_assumed:
             raise
-        raise CheckpointError(
-            f"{e}; config.json has no '{VISION_CONFIG_KEY}', so a CLIP ViT-L/14-336 tower was assumed: "
-            f"add a '{VISION_CONFIG_KEY}' dict with the tower's CLIPVisionConfig or pass --vision-tower DIR"
-        ) from e
+        raise CheckpointError(f"{e}; {_ASSUMED_CONFIG_HINT}") from e
 
 
 def _mounted(module: nn.Module, prefix: str) -> nn.Module:

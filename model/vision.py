@@ -206,9 +206,7 @@ def select_tower_weights(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch
     prefix = find_tower_prefix(tensors.keys())
     if prefix is None:
         return {}
-    return {
-        "vision_model." + key[len(prefix) :]: value for key, value in tensors.items() if is_tower_key(key, prefix)
-    }
+    return {"vision_model." + key[len(prefix) :]: value for key, value in tensors.items() if is_tower_key(key, prefix)}
 
 
 def encode_in_batches(
