@@ -367,3 +367,22 @@ def test_unsupported_projector_type_is_a_checkpoint_error(tmp_path):
     path = write_tiny_longllava(tmp_path / "t", shards=1, config_overrides={"mm_projector_type": "qformer"})
     with pytest.raises(CheckpointError, match="mm_projector_type 'qformer' is not supported"):
         load_model(path)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_model_takes_cpu_inputs_and_tracks_cpu(tiny_dir, tiny):
+    model = load_model(tiny_dir, device="cuda")
+    layout = _layout(model, [VideoGroup(2)])
+    tokens = model.prompt_tokens(layout)
+    features = model.encode_images(_pixels(2))  # CPU pixels
+    assert features.device.type == "cuda"
+    embeds = model.merge_embeddings(tokens, features.cpu())  # CPU features are moved too
+    assert embeds.device.type == "cuda"
+    with torch.no_grad():
+        got = model.lm(inputs_embeds=embeds, logits_to_keep=None).cpu()
+        expected = tiny.lm(
+            inputs_embeds=tiny.merge_embeddings(tokens, tiny.encode_images(_pixels(2))), logits_to_keep=None
+        )
+    # cuDNN may run the patch convolution in TF32: a device test, not a precision one.
+    torch.testing.assert_close(got, expected, atol=2e-2, rtol=0)
