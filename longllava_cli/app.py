@@ -1,11 +1,678 @@
-"""The `longllava` entry point. The commands arrive with the CLI issue; this stub keeps the
-console script importable."""
+"""The `longllava` command line: ask, caption, frames, info, estimate.
+
+Each command parses its options, checks the constraints between them, builds a request object,
+calls one library function and writes the result: stdout for results (text, one JSON object,
+JSON Lines), stderr for everything else. torch and the library are imported inside the commands
+so `longllava --help` is instant. Errors go through `errors.report_errors` (one line, exit code).
+→ fastapi/fastapi-cli `src/fastapi_cli/cli.py`.
+"""
 
 from __future__ import annotations
 
 import sys
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+
+from longllava_cli import backend as library
+from longllava_cli.backend import AskRequest, ModelRequest
+from longllava_cli.clickcompat import BadParameter, Context, ParameterSource, UsageError
+from longllava_cli.errors import EXIT_INTERRUPTED, EXIT_PARTIAL, describe_error, report_errors
+from longllava_cli.options import (
+    DEFAULT_CAPTION_PROMPT,
+    DEFAULT_CHUNK_TOKENS,
+    DEFAULT_FRAMES,
+    DEFAULT_MAX_NEW_TOKENS,
+    DEFAULT_MAX_TILES,
+    DEFAULT_TOKENS_PER_IMAGE,
+    MAX_FRAMES,
+    OUTPUT_PANEL,
+    Backend,
+    BackendOption,
+    ChunkTokensOption,
+    ConfigOption,
+    DeviceOption,
+    Dtype,
+    DtypeOption,
+    EndOption,
+    FpsOption,
+    FramesOption,
+    JsonOption,
+    MaxFramesOption,
+    MaxNewTokensOption,
+    MaxTilesOption,
+    ModelOption,
+    RecursiveOption,
+    SeedOption,
+    StartOption,
+    StreamOption,
+    TemperatureOption,
+    TileSizeOption,
+    TilesOption,
+    TopKOption,
+    TopPOption,
+    VisionTowerOption,
+)
+from longllava_cli.output import note, setup_logging, status, write_json, write_text
+
+if TYPE_CHECKING:
+    from model.engine import GenerationOptions
+    from sampling import SamplingOptions
+
+
+class _Group(TyperGroup):
+    """Runs every command inside the one error table."""
+
+    def invoke(self, ctx: Context) -> Any:
+        with report_errors():
+            return super().invoke(ctx)
+
+
+app = typer.Typer(
+    name="longllava",
+    cls=_Group,
+    help="Ask questions about long videos and large image sets with LongLLaVA.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110},
+)
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"longllava {version('longllava')}")
+        except PackageNotFoundError:
+            typer.echo("longllava (not installed)")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    verbose: Annotated[
+        int, typer.Option("--verbose", "-v", count=True, help="More log lines on stderr (-vv: debug).")
+    ] = 0,
+    version: Annotated[
+        bool, typer.Option("--version", is_eager=True, callback=_show_version, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Answers and results go to stdout, progress and logs to stderr. Exit codes: 0 ok, 1 runtime
+    failure, 2 usage error, 3 some caption inputs failed, 130 interrupted. LONGLLAVA_DEBUG=1 shows
+    tracebacks."""
+    setup_logging(verbose)
+    warnings.showwarning = _show_warning
+
+
+def _show_warning(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+    """Library warnings as one `warning: ...` line, without the source line Python prints."""
+    note(f"warning: {' '.join(str(message).split())}")
+
+
+# --------------------------------------------------------------------------------------------
+# Request building shared by the commands
+# --------------------------------------------------------------------------------------------
+
+
+def _given(ctx: Context, name: str) -> bool:
+    return ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE
+
+
+def _sampling_options(
+    ctx: Context,
+    *,
+    frames: int,
+    fps: float | None,
+    max_frames: int,
+    start: float | None,
+    end: float | None,
+    tiles: bool = False,
+    tile_size: int | None = None,
+    max_tiles: int = DEFAULT_MAX_TILES,
+    recursive: bool = False,
+    backend: Backend = Backend.auto,
+    image_size: int | None = None,
+) -> SamplingOptions:
+    if fps is not None and _given(ctx, "frames"):
+        raise UsageError("--frames and --fps are alternatives: give one (--max-frames caps --fps)")
+    if (tile_size is not None or _given(ctx, "max_tiles")) and not tiles:
+        raise UsageError("--tile-size and --max-tiles apply with --tiles")
+    from sampling import SamplingOptions
+
+    extra = {"image_size": image_size} if image_size else {}
+    try:
+        return SamplingOptions(
+            num_frames=frames,
+            fps=fps,
+            max_frames=max_frames,
+            start=start,
+            end=end,
+            tiles=tiles,
+            tile_size=tile_size,
+            max_tiles=max_tiles,
+            recursive=recursive,
+            backend=backend.value,
+            **extra,
+        )
+    except ValueError as e:
+        raise UsageError(str(e)) from e
+
+
+def _generation_options(
+    *, max_new_tokens: int, temperature: float, top_p: float, top_k: int, seed: int | None
+) -> GenerationOptions:
+    from model.engine import GenerationOptions
+
+    try:
+        return GenerationOptions(
+            max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k, seed=seed
+        )
+    except ValueError as e:
+        raise UsageError(str(e)) from e
+
+
+def _model_request(model: Path | None, *, device: str, dtype: Dtype, vision_tower: Path | None) -> ModelRequest:
+    if model is None:
+        raise UsageError(
+            "no model given: pass --model DIR (a LongLLaVA checkpoint folder), set LONGLLAVA_MODEL, "
+            "or put `model: DIR` in the config file"
+        )
+    return ModelRequest(
+        path=model, device=device, dtype=None if dtype == Dtype.auto else dtype.value, vision_tower=vision_tower
+    )
+
+
+def _read_paths(args: list[str]) -> list[str]:
+    """`-` replaced by the paths read from stdin, one per line."""
+    from longllava_cli.caption import read_stdin_paths
+
+    paths: list[str] = []
+    for arg in args:
+        paths.extend(read_stdin_paths(sys.stdin) if arg == "-" else [arg])
+    return paths
+
+
+def _check_paths_exist(paths: tuple[str, ...]) -> None:
+    from sampling import InputError
+    from sampling.errors import display_path
+
+    for path in paths:
+        if not Path(path).exists():
+            raise InputError(f"{display_path(path)}: no such file or folder; check the path")
+
+
+def _split_ask_args(args: list[str], questions: list[str]) -> tuple[list[str], list[str]]:
+    """PATH... QUESTION: with -q, every argument is a path; without, the last one is the question."""
+    if questions:
+        return args, questions
+    if not args:
+        raise UsageError("missing QUESTION: give it as the last argument or with -q/--question")
+    *paths, question = args
+    if question == "-" or (not paths and Path(question).exists()):
+        raise UsageError(f"missing QUESTION after {question!r}: give it as the last argument or with -q")
+    return paths, [question]
+
+
+# --------------------------------------------------------------------------------------------
+# ask
+# --------------------------------------------------------------------------------------------
+
+
+@app.command(no_args_is_help=True)
+def ask(
+    ctx: typer.Context,
+    args: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="PATH... QUESTION",
+            show_default=False,
+            help="Videos, images or folders ('-': read paths from stdin, one per line), then the question "
+            "(unless given with -q).",
+        ),
+    ],
+    question: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--question",
+            "-q",
+            show_default=False,
+            help="A question; repeat for several (the inputs are read once, each question answered in turn).",
+        ),
+    ] = None,
+    model: ModelOption = None,
+    vision_tower: VisionTowerOption = None,
+    device: DeviceOption = "auto",
+    dtype: DtypeOption = Dtype.auto,
+    chunk_tokens: ChunkTokensOption = DEFAULT_CHUNK_TOKENS,
+    frames: FramesOption = DEFAULT_FRAMES,
+    fps: FpsOption = None,
+    max_frames: MaxFramesOption = MAX_FRAMES,
+    start: StartOption = None,
+    end: EndOption = None,
+    tiles: TilesOption = False,
+    tile_size: TileSizeOption = None,
+    max_tiles: MaxTilesOption = DEFAULT_MAX_TILES,
+    recursive: RecursiveOption = False,
+    backend: BackendOption = Backend.auto,
+    max_new_tokens: MaxNewTokensOption = DEFAULT_MAX_NEW_TOKENS,
+    temperature: TemperatureOption = 0.0,
+    top_p: TopPOption = 1.0,
+    top_k: TopKOption = 0,
+    seed: SeedOption = None,
+    json: JsonOption = False,
+    stream: StreamOption = False,
+    config: ConfigOption = None,
+) -> None:
+    """Answer questions about videos, images and folders.
+
+    [dim]longllava ask talk.mp4 "What is the speaker holding?"[/dim]
+    """
+    paths, questions = _split_ask_args(args, question or [])
+    if json and stream:
+        raise UsageError("--stream writes text as it comes; it cannot be combined with --json")
+    request = AskRequest(
+        inputs=tuple(_read_paths(paths)),
+        questions=tuple(questions),
+        sampling=_sampling_options(
+            ctx,
+            frames=frames,
+            fps=fps,
+            max_frames=max_frames,
+            start=start,
+            end=end,
+            tiles=tiles,
+            tile_size=tile_size,
+            max_tiles=max_tiles,
+            recursive=recursive,
+            backend=backend,
+        ),
+        generation=_generation_options(
+            max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k, seed=seed
+        ),
+        chunk_tokens=chunk_tokens,
+    )
+    model_request = _model_request(model, device=device, dtype=dtype, vision_tower=vision_tower)
+    _check_paths_exist(request.inputs)  # before a model load that may take minutes
+    with status(f"loading {model_request.path}"):
+        loaded = library.load_model(model_request)
+    streamer = _AnswerStreamer(request.questions) if stream else None
+    with status("reading the inputs and answering") if streamer is None else _nullcontext():
+        result = library.ask(loaded, request, on_text=streamer)
+    if json:
+        write_json({"model": str(model_request.path), **result.to_dict()})
+    elif streamer is not None:
+        streamer.finish()
+    else:
+        write_text(_format_answers([(a.question, a.text) for a in result.answers]))
+
+
+def _format_answers(answers: list[tuple[str, str]]) -> str:
+    """One question: the answer alone. Several: each under a `Q: question` line, blank-separated."""
+    if len(answers) == 1:
+        return answers[0][1] + "\n"
+    return "\n".join(f"Q: {q}\n{a}\n" for q, a in answers)
+
+
+class _AnswerStreamer:
+    """`on_text` for --stream: pieces to stdout as they come, a `Q:` header per question when several."""
+
+    def __init__(self, questions: tuple[str, ...]) -> None:
+        self.questions = questions
+        self.current: int | None = None
+
+    def __call__(self, number: int, text: str) -> None:
+        self._start(number)
+        write_text(text)
+
+    def _start(self, number: int) -> None:
+        if self.current == number:
+            return
+        if self.current is not None:
+            write_text("\n\n" if len(self.questions) > 1 else "\n")
+        self.current = number
+        if len(self.questions) > 1:
+            write_text(f"Q: {self.questions[number]}\n")
+
+    def finish(self) -> None:
+        if self.current is not None:
+            write_text("\n")
+
+
+class _nullcontext:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+# --------------------------------------------------------------------------------------------
+# caption
+# --------------------------------------------------------------------------------------------
+
+
+@app.command(no_args_is_help=True)
+def caption(
+    ctx: typer.Context,
+    inputs: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="INPUT",
+            show_default=False,
+            help="Files, folders (each video/image inside is one input) or '-' (paths from stdin).",
+        ),
+    ],
+    output: Annotated[
+        Path,
+        typer.Option(
+            "--output",
+            "-o",
+            dir_okay=False,
+            show_default=False,
+            rich_help_panel=OUTPUT_PANEL,
+            help="JSON Lines file: one record per input, appended; rerunning resumes it.",
+        ),
+    ],
+    prompt: Annotated[str, typer.Option("--prompt", "-p", help="The instruction given for every input.")] = (
+        DEFAULT_CAPTION_PROMPT
+    ),
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            "--shard",
+            metavar="K/N",
+            show_default=False,
+            help="Only the K-th of N disjoint parts of the inputs (K in 1..N, by a hash of each path).",
+        ),
+    ] = None,
+    retry_errors: Annotated[
+        bool,
+        typer.Option(
+            "--retry-errors/--keep-errors",
+            rich_help_panel=OUTPUT_PANEL,
+            help="On resume, redo inputs whose record is an error (else keep the error and skip them).",
+        ),
+    ] = True,
+    model: ModelOption = None,
+    vision_tower: VisionTowerOption = None,
+    device: DeviceOption = "auto",
+    dtype: DtypeOption = Dtype.auto,
+    chunk_tokens: ChunkTokensOption = DEFAULT_CHUNK_TOKENS,
+    frames: FramesOption = DEFAULT_FRAMES,
+    fps: FpsOption = None,
+    max_frames: MaxFramesOption = MAX_FRAMES,
+    start: StartOption = None,
+    end: EndOption = None,
+    tiles: TilesOption = False,
+    tile_size: TileSizeOption = None,
+    max_tiles: MaxTilesOption = DEFAULT_MAX_TILES,
+    recursive: RecursiveOption = False,
+    backend: BackendOption = Backend.auto,
+    max_new_tokens: MaxNewTokensOption = DEFAULT_MAX_NEW_TOKENS,
+    temperature: TemperatureOption = 0.0,
+    top_p: TopPOption = 1.0,
+    top_k: TopKOption = 0,
+    seed: SeedOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Caption many inputs into a JSON Lines file: resumable, shardable, one line per input.
+
+    [dim]longllava caption videos/ -o captions.jsonl --shard 1/4[/dim]
+    """
+    from longllava_cli.caption import expand_inputs, parse_shard, run_captions, select_shard
+    from longllava_cli.jsonl import ResultsFile, is_success
+
+    try:
+        part = parse_shard(shard) if shard else None
+    except ValueError as e:
+        raise BadParameter(str(e), param_hint="--shard") from e
+    sampling = _sampling_options(
+        ctx,
+        frames=frames,
+        fps=fps,
+        max_frames=max_frames,
+        start=start,
+        end=end,
+        tiles=tiles,
+        tile_size=tile_size,
+        max_tiles=max_tiles,
+        recursive=recursive,
+        backend=backend,
+    )
+    generation = _generation_options(
+        max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k, seed=seed
+    )
+    model_request = _model_request(model, device=device, dtype=dtype, vision_tower=vision_tower)
+    paths = expand_inputs(inputs, recursive=recursive)
+    if part is not None:
+        paths = select_shard(paths, *part)
+    keep = is_success if retry_errors else (lambda record: True)
+    with ResultsFile(output, keep=keep) as results:
+        todo = [p for p in paths if p not in results.done]
+        if todo:
+            with status(f"loading {model_request.path}"):
+                loaded = library.load_model(model_request)
+
+            def caption_one(path: str) -> dict[str, Any]:
+                request = AskRequest(
+                    inputs=(path,), questions=(prompt,), sampling=sampling, generation=generation,
+                    chunk_tokens=chunk_tokens,
+                )  # fmt: skip
+                return caption_record(path, library.ask(loaded, request))
+
+            summary = run_captions(paths, results, caption_one, describe_failure=lambda e: describe_error(e)[0])
+        else:
+            summary = None
+        failed = len(results.failed.intersection(paths))
+    written = f"{summary.succeeded} captioned, {summary.failed} failed" if summary else "nothing to do"
+    note(f"caption: {written}; {len(paths)} inputs, {failed} with errors in {output}")
+    if summary is not None and summary.interrupted:
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if failed:
+        raise typer.Exit(EXIT_PARTIAL)
+
+
+def caption_record(path: str, result: Any) -> dict[str, Any]:
+    """The JSON Lines record of one captioned input (schema in the README)."""
+    answer = result.answers[0]
+    return {
+        "path": path,
+        "caption": answer.text,
+        "finish_reason": answer.finish_reason,
+        "frames": [{"index": f.index, "timestamp": f.timestamp} for info in result.inputs for f in info.frames],
+        "num_prompt_tokens": result.num_prompt_tokens,
+        "num_new_tokens": answer.num_tokens,
+        "timings": result.timings,
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# frames
+# --------------------------------------------------------------------------------------------
+
+
+@app.command(no_args_is_help=True)
+def frames(
+    ctx: typer.Context,
+    paths: Annotated[
+        list[str],
+        typer.Argument(metavar="PATH", show_default=False, help="Videos, images or folders ('-': from stdin)."),
+    ],
+    model: Annotated[
+        Path | None,
+        typer.Option(
+            "--model",
+            "-m",
+            show_default=False,
+            help="Checkpoint folder whose config gives the tokens per image and image size (no weights are "
+            f"loaded). Default: {DEFAULT_TOKENS_PER_IMAGE} tokens per image, 336 px.",
+        ),
+    ] = None,
+    frames: FramesOption = DEFAULT_FRAMES,
+    fps: FpsOption = None,
+    max_frames: MaxFramesOption = MAX_FRAMES,
+    start: StartOption = None,
+    end: EndOption = None,
+    tiles: TilesOption = False,
+    tile_size: TileSizeOption = None,
+    max_tiles: MaxTilesOption = DEFAULT_MAX_TILES,
+    recursive: RecursiveOption = False,
+    backend: BackendOption = Backend.auto,
+    json: JsonOption = False,
+    contact_sheet: Annotated[
+        Path | None,
+        typer.Option(
+            "--contact-sheet",
+            dir_okay=False,
+            show_default=False,
+            rich_help_panel=OUTPUT_PANEL,
+            help="Also write a grid image (PNG, JPEG...) of the sampled frames labelled with their timestamps.",
+        ),
+    ] = None,
+    columns: Annotated[
+        int, typer.Option("--columns", min=1, rich_help_panel=OUTPUT_PANEL, help="Contact sheet: pictures per row.")
+    ] = 8,
+    thumb_width: Annotated[
+        int,
+        typer.Option("--thumb-width", min=16, rich_help_panel=OUTPUT_PANEL, help="Contact sheet: cell width (px)."),
+    ] = 192,
+    config: ConfigOption = None,
+) -> None:
+    """Show what the model would see: sampled frames, timestamps, tiles and token counts (no model run).
+
+    [dim]longllava frames talk.mp4 --frames 16 --contact-sheet sheet.png[/dim]
+    """
+    from longllava_cli.frames_table import describe_plans, print_plans
+
+    summary = None
+    if model is not None:
+        from longllava_cli.checkpoint import summarize_checkpoint
+
+        summary = summarize_checkpoint(model)
+    image_size = summary.vision.image_size if summary and summary.vision else None
+    options = _sampling_options(
+        ctx,
+        frames=frames,
+        fps=fps,
+        max_frames=max_frames,
+        start=start,
+        end=end,
+        tiles=tiles,
+        tile_size=tile_size,
+        max_tiles=max_tiles,
+        recursive=recursive,
+        backend=backend,
+        image_size=image_size,
+    )
+    from sampling import plan_inputs
+
+    plans = plan_inputs(_read_paths(paths), options)
+    tokens_per_image = (summary.tokens_per_image if summary else None) or DEFAULT_TOKENS_PER_IMAGE
+    description = describe_plans(plans, tokens_per_image=tokens_per_image, model=summary)
+    if contact_sheet is not None:
+        from longllava_cli.contact_sheet import render_contact_sheet
+
+        with status(f"writing {contact_sheet}"):
+            sheet = render_contact_sheet(plans, options, columns=columns, thumb_width=thumb_width)
+            sheet.save(contact_sheet)
+        description["contact_sheet"] = {"path": str(contact_sheet), "width": sheet.width, "height": sheet.height}
+    if json:
+        write_json(description)
+    else:
+        print_plans(description)
+
+
+# --------------------------------------------------------------------------------------------
+# info / estimate
+# --------------------------------------------------------------------------------------------
+
+
+@app.command()
+def info(
+    model: ModelOption = None,
+    vision_tower: VisionTowerOption = None,
+    json: JsonOption = False,
+    config: ConfigOption = None,
+) -> None:
+    """The environment (torch, devices, CUDA kernels, video decoders) and a model's summary.
+
+    [dim]longllava info --model ~/models/LongLLaVA-9B[/dim]
+    """
+    from longllava_cli.report import describe_environment, print_info
+
+    data: dict[str, Any] = {"environment": describe_environment()}
+    if model is not None:
+        from longllava_cli.checkpoint import summarize_checkpoint
+
+        data["model"] = summarize_checkpoint(model, vision_tower=vision_tower).to_dict()
+    if json:
+        write_json(data)
+    else:
+        print_info(data)
+
+
+@app.command()
+def estimate(
+    model: ModelOption = None,
+    vision_tower: VisionTowerOption = None,
+    frames: FramesOption = DEFAULT_FRAMES,
+    gpu_memory: Annotated[
+        str | None,
+        typer.Option(
+            "--gpu-memory",
+            metavar="SIZE",
+            show_default=False,
+            help="Memory budget, e.g. 24GB or 80GiB (binary units; a bare number is GiB). Default: the CUDA "
+            "device's memory, else the machine's RAM (CPU run).",
+        ),
+    ] = None,
+    dtype: DtypeOption = Dtype.auto,
+    chunk_tokens: ChunkTokensOption = DEFAULT_CHUNK_TOKENS,
+    max_new_tokens: MaxNewTokensOption = DEFAULT_MAX_NEW_TOKENS,
+    json: JsonOption = False,
+    config: ConfigOption = None,
+) -> None:
+    """Memory for N frames: whether it fits, the most frames that fit, the chunk size to use.
+
+    [dim]longllava estimate --model ~/models/LongLLaVA-9B --frames 512 --gpu-memory 24GB[/dim]
+    """
+    from longllava_cli.checkpoint import estimate_request, parse_size, summarize_checkpoint
+    from longllava_cli.report import default_budget, print_estimate
+
+    if model is None:
+        _model_request(model, device="auto", dtype=dtype, vision_tower=vision_tower)  # raises the usage error
+    assert model is not None
+    try:
+        budget = parse_size(gpu_memory) if gpu_memory else None
+    except ValueError as e:
+        raise BadParameter(str(e), param_hint="--gpu-memory") from e
+    device, source = ("cuda", "--gpu-memory") if budget else (None, None)
+    if budget is None:
+        budget, device, source = default_budget()
+    summary = summarize_checkpoint(model, vision_tower=vision_tower)
+    if summary.vision is None:
+        raise UsageError(f"{model} is a text-only model: it takes no frames")
+    result = estimate_request(
+        summary,
+        num_frames=frames,
+        budget=budget,
+        dtype=summary.dtype if dtype == Dtype.auto else dtype.value,
+        chunk_tokens=chunk_tokens,
+        max_new_tokens=max_new_tokens,
+        device=device,
+    )
+    result["budget_source"] = source
+    if json:
+        write_json(result)
+    else:
+        print_estimate(result)
 
 
 def main() -> None:
-    print("longllava: the command line is not built yet", file=sys.stderr)
-    sys.exit(1)
+    """Console-script entry point."""
+    app(prog_name="longllava")

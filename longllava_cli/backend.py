@@ -1,0 +1,76 @@
+"""The CLI's only doors into the heavy library, with the request objects the commands build.
+
+Commands parse options into an `AskRequest` / `ModelRequest` and call `load_model` and `ask` here;
+tests replace these two functions to check the requests without a model. The library (torch,
+`model`, `sampling`) is imported inside the functions so `longllava --help` never loads it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from model import LongLLaVA
+    from model.api import AskResult
+    from model.engine import GenerationOptions
+    from sampling import SamplingOptions
+
+
+@dataclass(frozen=True)
+class ModelRequest:
+    """Which checkpoint to load and how. device "auto": CUDA when available, else CPU;
+    dtype None: the checkpoint's own."""
+
+    path: Path
+    device: str = "auto"
+    dtype: str | None = None
+    vision_tower: Path | None = None
+
+
+@dataclass(frozen=True)
+class AskRequest:
+    """Questions about inputs (paths of videos, images, folders), and how to answer them."""
+
+    inputs: tuple[str, ...]
+    questions: tuple[str, ...]
+    sampling: SamplingOptions
+    generation: GenerationOptions
+    chunk_tokens: int
+
+
+def resolve_device(device: str) -> str:
+    """ "auto" → "cuda" when a CUDA device is usable, else "cpu"; anything else as given."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_model(request: ModelRequest) -> LongLLaVA:
+    from model import load_model as load
+
+    return load(
+        request.path.expanduser(),
+        device=resolve_device(request.device),
+        dtype=request.dtype,
+        vision_tower=request.vision_tower.expanduser() if request.vision_tower else None,
+    )
+
+
+def ask(model: Any, request: AskRequest, on_text: Callable[[int, str], None] | None = None) -> AskResult:
+    from model.api import RunOptions
+    from model.api import ask as answer
+
+    return answer(
+        model,
+        list(request.inputs),
+        list(request.questions),
+        sampling=request.sampling,
+        generation=request.generation,
+        run=RunOptions(chunk_tokens=request.chunk_tokens),
+        on_text=on_text,
+    )

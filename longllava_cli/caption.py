@@ -1,0 +1,140 @@
+"""Batch captioning: the inputs of a run, their shard, and the resumable loop over them.
+
+Inputs: a file is one input; a folder gives each of its video and image files (by extension,
+naturally sorted, subfolders with `recursive`) as one input each; `-` reads paths from stdin, one
+per line. Each input is identified by its path as written (`folder/clip.mp4`): rerun from the same
+directory with the same arguments to resume.
+
+Sharding (`K/N`, K in 1..N): an input belongs to shard `1 + sha256(path) mod N`. Membership
+depends on the path alone (not on the other inputs or their order), so N machines given the same
+inputs split them with no overlap and no gap, and adding files never moves existing ones.
+
+The loop answers one input at a time, appends its record (success or error) to the results file
+and, on the first SIGINT, stops after the current input; a second SIGINT interrupts at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import signal
+import sys
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from longllava_cli.jsonl import Record, ResultsFile
+from longllava_cli.output import ItemProgress, note
+
+VIDEO_EXTENSIONS = frozenset(
+    {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".mts", ".flv", ".wmv", ".3gp", ".ogv"}
+)
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
+MEDIA_EXTENSIONS = VIDEO_EXTENSIONS | IMAGE_EXTENSIONS
+
+
+def read_stdin_paths(stream: TextIO) -> list[str]:
+    """Non-empty lines of `stream`, without their line endings (leading/trailing spaces kept)."""
+    return [line.rstrip("\r\n") for line in stream if line.strip()]
+
+
+def expand_inputs(args: Sequence[str], *, recursive: bool, stdin: TextIO | None = None) -> list[str]:
+    """Inputs of a caption run, in order, each once (see the module docstring)."""
+    from sampling.discover import list_folder_files  # sampling's package init imports torch
+
+    expanded: list[str] = []
+    for arg in args:
+        paths = read_stdin_paths(stdin or sys.stdin) if arg == "-" else [arg]
+        for path in paths:
+            if Path(path).is_dir():
+                files = list_folder_files(Path(path), recursive=recursive)
+                expanded.extend(str(f) for f in files if f.suffix.lower() in MEDIA_EXTENSIONS)
+            else:
+                expanded.append(path)
+    return list(dict.fromkeys(expanded))
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """ "K/N" → (K, N) with 1 <= K <= N; ValueError otherwise."""
+    k, sep, n = text.partition("/")
+    try:
+        shard, count = int(k), int(n)
+    except ValueError:
+        shard = count = 0
+    if not sep or not 1 <= shard <= count:
+        raise ValueError(f"shard must be K/N with 1 <= K <= N (e.g. 2/8), got {text!r}")
+    return shard, count
+
+
+def shard_of(path: str, count: int) -> int:
+    """The shard (1..count) `path` belongs to: stable across runs, machines and Python versions."""
+    digest = hashlib.sha256(path.encode("utf-8", "surrogateescape")).digest()
+    return 1 + int.from_bytes(digest[:8], "big") % count
+
+
+def select_shard(paths: Iterable[str], shard: int, count: int) -> list[str]:
+    return [p for p in paths if shard_of(p, count) == shard]
+
+
+@dataclass
+class CaptionSummary:
+    total: int  # inputs of this shard
+    skipped: int  # already in the output
+    succeeded: int = 0
+    failed: int = 0
+    interrupted: bool = False
+
+
+@contextmanager
+def stop_on_sigint() -> Iterator[Callable[[], bool]]:
+    """Yields `stopping()`: True once SIGINT arrived. A second SIGINT raises KeyboardInterrupt."""
+    state = {"stop": False}
+
+    def handle(signum: int, frame: Any) -> None:
+        if state["stop"]:
+            raise KeyboardInterrupt
+        state["stop"] = True
+        note("interrupted: stopping after the current input (Ctrl-C again to stop now)")
+
+    try:
+        previous = signal.signal(signal.SIGINT, handle)
+    except ValueError:  # not the main thread: no handler, Ctrl-C interrupts at once
+        yield lambda: False
+        return
+    try:
+        yield lambda: state["stop"]
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def run_captions(
+    inputs: Sequence[str],
+    results: ResultsFile,
+    caption_one: Callable[[str], Record],
+    *,
+    describe_failure: Callable[[BaseException], str],
+) -> CaptionSummary:
+    """Caption every input not yet in `results`; `caption_one(path)` returns the success record
+    and raises on failure, which becomes `{"path", "error"}` (KeyboardInterrupt propagates)."""
+    todo = [p for p in inputs if p not in results.done]
+    summary = CaptionSummary(total=len(inputs), skipped=len(inputs) - len(todo))
+    if summary.skipped:
+        note(f"resuming: {summary.skipped} of {len(inputs)} inputs already in {results.path}")
+    with stop_on_sigint() as stopping, ItemProgress(len(todo), "caption") as progress:
+        for path in todo:
+            if stopping():
+                summary.interrupted = True
+                break
+            try:
+                record = caption_one(path)
+            except Exception as error:
+                message = describe_failure(error)
+                results.append({"path": path, "error": message})
+                summary.failed += 1
+                progress.advance(path, "error: " + message.removeprefix(f"{path}: "))
+            else:
+                results.append(record)
+                summary.succeeded += 1
+                progress.advance(path, "ok")
+    return summary

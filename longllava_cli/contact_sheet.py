@@ -1,0 +1,103 @@
+"""A contact sheet: the sampled frames of a plan as one grid image, each labelled, so users see
+what the model will see.
+
+One cell per planned picture, in prompt order: each video frame (labelled with its timestamp),
+each image of a folder (its file name), a lone image (its file name) and a tiled image once,
+with its tile grid drawn over it. Cells are `thumb_width` × 3/4 of it plus a label strip, laid
+out `columns` to a row, so a sheet of n pictures is `min(n, columns) · thumb_width` wide and
+`ceil(n / columns) · (thumb_height + LABEL_HEIGHT)` high. Frames are decoded through sampling's
+readers one at a time and shrunk at once; only thumbnails are kept.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+
+from PIL import Image, ImageDraw, ImageFont, ImageOps
+
+from sampling import InputPlan, SamplingOptions
+from sampling.errors import display_path
+from sampling.images import load_image
+from sampling.readers import read_video_frames
+
+LABEL_HEIGHT = 16
+BACKGROUND = (24, 24, 24)
+LABEL_COLOR = (235, 235, 235)
+GRID_COLOR = (255, 200, 0)
+
+
+def sheet_size(num_pictures: int, *, columns: int, thumb_width: int) -> tuple[int, int]:
+    """(width, height) in pixels of the sheet for `num_pictures` cells."""
+    cols = max(1, min(columns, num_pictures))
+    rows = max(1, math.ceil(num_pictures / cols))
+    return cols * thumb_width, rows * (thumb_height(thumb_width) + LABEL_HEIGHT)
+
+
+def thumb_height(thumb_width: int) -> int:
+    return max(1, round(thumb_width * 3 / 4))
+
+
+def format_timestamp(seconds: float) -> str:
+    """1:02.35 style (h:mm:ss.ss past an hour)."""
+    minutes, secs = divmod(seconds, 60)
+    hours, minutes = divmod(int(minutes), 60)
+    return f"{hours}:{minutes:02d}:{secs:05.2f}" if hours else f"{minutes}:{secs:05.2f}"
+
+
+def iter_pictures(plans: Sequence[InputPlan], options: SamplingOptions) -> Iterator[tuple[Image.Image, str]]:
+    """(upright RGB picture, label) for every cell of the sheet, in prompt order."""
+    for plan in plans:
+        if plan.kind == "video":
+            assert plan.video is not None
+            times = {f.index: f.timestamp for f in plan.frames}
+            for index, rgb in read_video_frames(plan.video, list(times), backend=options.backend):
+                yield Image.fromarray(rgb), format_timestamp(times[index] or 0.0)
+        elif plan.kind == "tiled":
+            assert plan.grid is not None
+            image = _draw_grid(load_image(plan.source), options.tile_side)
+            yield image, f"{plan.source.name} {plan.grid[0]}x{plan.grid[1]} tiles"
+        else:
+            for frame in plan.frames:
+                yield load_image(frame.source), display_path(frame.source.name)
+
+
+def render_contact_sheet(
+    plans: Sequence[InputPlan], options: SamplingOptions, *, columns: int = 8, thumb_width: int = 192
+) -> Image.Image:
+    """The sheet of every picture the plans will feed the model (see the module docstring)."""
+    num_pictures = sum(1 if p.kind == "tiled" else len(p.frames) for p in plans)
+    width, height = sheet_size(num_pictures, columns=columns, thumb_width=thumb_width)
+    sheet = Image.new("RGB", (width, height), BACKGROUND)
+    draw = ImageDraw.Draw(sheet)
+    font = ImageFont.load_default()
+    cols = max(1, min(columns, num_pictures))
+    box = (thumb_width, thumb_height(thumb_width))
+    for position, (picture, label) in enumerate(iter_pictures(plans, options)):
+        row, col = divmod(position, cols)
+        x, y = col * thumb_width, row * (box[1] + LABEL_HEIGHT)
+        thumb = ImageOps.contain(picture, box, Image.Resampling.BILINEAR)
+        sheet.paste(thumb, (x + (box[0] - thumb.width) // 2, y + (box[1] - thumb.height) // 2))
+        draw.text((x + 3, y + box[1] + 2), _fit(draw, label, font, thumb_width - 6), fill=LABEL_COLOR, font=font)
+    return sheet
+
+
+def _draw_grid(image: Image.Image, tile: int) -> Image.Image:
+    """A copy of the picture with the tile boundaries drawn on it."""
+    image = image.copy()
+    draw = ImageDraw.Draw(image)
+    line = max(1, min(image.size) // 200)
+    for x in range(tile, image.width, tile):
+        draw.line([(x, 0), (x, image.height)], fill=GRID_COLOR, width=line)
+    for y in range(tile, image.height, tile):
+        draw.line([(0, y), (image.width, y)], fill=GRID_COLOR, width=line)
+    return image
+
+
+def _fit(draw: ImageDraw.ImageDraw, text: str, font: ImageFont.ImageFont, width: int) -> str:
+    """`text`, shortened with "..." from the left until it fits `width` pixels."""
+    if draw.textlength(text, font=font) <= width:
+        return text
+    while text and draw.textlength("..." + text, font=font) > width:
+        text = text[1:]
+    return "..." + text

@@ -1,0 +1,221 @@
+"""Every option of the CLI, declared once as an `Annotated` alias and shared by the commands.
+
+A parameter's name is its config-file key (`--chunk-tokens` ↔ `chunk_tokens`). Defaults are
+written here as literals, not imported, because importing `sampling` or `model` pulls in torch
+and `--help` must stay instant; tests/longllava_cli/test_options.py checks they equal the
+library's. → huggingface_hub `cli/_cli_utils.py`.
+"""
+
+from __future__ import annotations
+
+import enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from longllava_cli.config import CONFIG_ENV, load_config_callback
+
+MODEL_ENV = "LONGLLAVA_MODEL"
+
+# Defaults mirrored from the library (checked by tests).
+DEFAULT_FRAMES = 128  # sampling.options.DEFAULT_NUM_FRAMES
+MAX_FRAMES = 1024  # sampling.options.MAX_FRAMES
+DEFAULT_MAX_TILES = 100  # sampling.options.DEFAULT_MAX_TILES
+DEFAULT_CHUNK_TOKENS = 2048  # model.api.RunOptions.chunk_tokens
+DEFAULT_MAX_NEW_TOKENS = 768  # model.engine.GenerationOptions.max_new_tokens
+DEFAULT_TOKENS_PER_IMAGE = 144  # 24×24 CLIP patches pooled 2×2 (REFERENCE §3)
+DEFAULT_CAPTION_PROMPT = "Describe this video in detail."
+
+MODEL_PANEL = "Model"
+SAMPLING_PANEL = "Sampling"
+GENERATION_PANEL = "Generation"
+OUTPUT_PANEL = "Output"
+
+
+class Dtype(str, enum.Enum):
+    auto = "auto"
+    float32 = "float32"
+    bfloat16 = "bfloat16"
+    float16 = "float16"
+
+
+class Backend(str, enum.Enum):
+    auto = "auto"
+    pyav = "pyav"
+    decord = "decord"
+    opencv = "opencv"
+
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        envvar=CONFIG_ENV,
+        is_eager=True,
+        callback=load_config_callback,
+        dir_okay=False,
+        show_default=False,
+        help="YAML file of option defaults (keys are option names). "
+        "Default: $LONGLLAVA_CONFIG, else ~/.config/longllava/config.yaml if it exists.",
+    ),
+]
+
+# --- model ------------------------------------------------------------------------------------
+ModelOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--model",
+        "-m",
+        envvar=MODEL_ENV,
+        show_default=False,
+        rich_help_panel=MODEL_PANEL,
+        help="LongLLaVA checkpoint folder (config.json, *.safetensors, tokenizer.json). "
+        "Default: $LONGLLAVA_MODEL, then `model` in the config file.",
+    ),
+]
+VisionTowerOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--vision-tower",
+        show_default=False,
+        rich_help_panel=MODEL_PANEL,
+        help="CLIP vision tower folder, for checkpoints that do not include the tower's weights.",
+    ),
+]
+DeviceOption = Annotated[
+    str,
+    typer.Option(
+        "--device", rich_help_panel=MODEL_PANEL, help="Where to run: auto (CUDA if available), cpu, cuda, cuda:N."
+    ),
+]
+DtypeOption = Annotated[
+    Dtype,
+    typer.Option(
+        "--dtype",
+        case_sensitive=False,
+        rich_help_panel=MODEL_PANEL,
+        help="Weight dtype; auto takes the checkpoint's own (torch_dtype in config.json).",
+    ),
+]
+ChunkTokensOption = Annotated[
+    int,
+    typer.Option(
+        "--chunk-tokens",
+        min=1,
+        rich_help_panel=MODEL_PANEL,
+        help="LM positions per prefill chunk: memory for activations grows with it.",
+    ),
+]
+
+# --- sampling ---------------------------------------------------------------------------------
+FramesOption = Annotated[
+    int,
+    typer.Option(
+        "--frames",
+        "-n",
+        min=1,
+        max=MAX_FRAMES,
+        rich_help_panel=SAMPLING_PANEL,
+        help="Frames spread evenly over each video (or images over each folder).",
+    ),
+]
+FpsOption = Annotated[
+    float | None,
+    typer.Option(
+        "--fps",
+        show_default=False,
+        rich_help_panel=SAMPLING_PANEL,
+        help="Sample this many frames per second instead of --frames, capped at --max-frames.",
+    ),
+]
+MaxFramesOption = Annotated[
+    int,
+    typer.Option(
+        "--max-frames", min=1, max=MAX_FRAMES, rich_help_panel=SAMPLING_PANEL, help="Most frames --fps may take."
+    ),
+]
+StartOption = Annotated[
+    float | None,
+    typer.Option(
+        "--start", min=0.0, show_default=False, rich_help_panel=SAMPLING_PANEL, help="Start of each video (seconds)."
+    ),
+]
+EndOption = Annotated[
+    float | None,
+    typer.Option("--end", show_default=False, rich_help_panel=SAMPLING_PANEL, help="End of each video (seconds)."),
+]
+TilesOption = Annotated[
+    bool,
+    typer.Option(
+        "--tiles/--no-tiles",
+        rich_help_panel=SAMPLING_PANEL,
+        help="High-resolution images: the whole picture plus a grid of tiles at native resolution.",
+    ),
+]
+TileSizeOption = Annotated[
+    int | None,
+    typer.Option(
+        "--tile-size",
+        min=1,
+        show_default=False,
+        rich_help_panel=SAMPLING_PANEL,
+        help="Tile side in pixels (default: the model's image size, 336).",
+    ),
+]
+MaxTilesOption = Annotated[
+    int, typer.Option("--max-tiles", min=1, rich_help_panel=SAMPLING_PANEL, help="Most tiles one image may take.")
+]
+RecursiveOption = Annotated[
+    bool,
+    typer.Option("--recursive/--no-recursive", "-r", rich_help_panel=SAMPLING_PANEL, help="Walk subfolders too."),
+]
+BackendOption = Annotated[
+    Backend,
+    typer.Option(
+        "--backend",
+        case_sensitive=False,
+        rich_help_panel=SAMPLING_PANEL,
+        help="Video decoder; auto starts with PyAV and falls back to decord and OpenCV.",
+    ),
+]
+
+# --- generation -------------------------------------------------------------------------------
+MaxNewTokensOption = Annotated[
+    int,
+    typer.Option("--max-new-tokens", min=1, rich_help_panel=GENERATION_PANEL, help="Longest answer, in tokens."),
+]
+TemperatureOption = Annotated[
+    float,
+    typer.Option("--temperature", min=0.0, rich_help_panel=GENERATION_PANEL, help="0 is greedy; above 0 samples."),
+]
+TopPOption = Annotated[
+    float,
+    typer.Option(
+        "--top-p",
+        max=1.0,
+        rich_help_panel=GENERATION_PANEL,
+        help="Nucleus sampling: keep the most likely tokens up to this probability.",
+    ),
+]
+TopKOption = Annotated[
+    int,
+    typer.Option(
+        "--top-k", min=0, rich_help_panel=GENERATION_PANEL, help="Sample among the k most likely tokens (0: all)."
+    ),
+]
+SeedOption = Annotated[
+    int | None,
+    typer.Option(
+        "--seed", show_default=False, rich_help_panel=GENERATION_PANEL, help="Random seed for reproducible sampling."
+    ),
+]
+
+# --- output -----------------------------------------------------------------------------------
+JsonOption = Annotated[
+    bool, typer.Option("--json", rich_help_panel=OUTPUT_PANEL, help="Write one JSON object to stdout.")
+]
+StreamOption = Annotated[
+    bool,
+    typer.Option("--stream", rich_help_panel=OUTPUT_PANEL, help="Write the answer as it is generated."),
+]

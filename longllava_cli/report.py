@@ -1,0 +1,132 @@
+"""`longllava info` and `estimate`: the environment as data, and both reports as text on stdout."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import platform
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from longllava_cli.output import write_text
+
+GiB = 2**30
+# Video decoders sampling can use: import name -> distribution name.
+VIDEO_BACKENDS = {"av": "av", "decord": "decord2", "cv2": "opencv-python-headless"}
+
+
+def _version(distribution: str) -> str | None:
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return None
+
+
+def _importable(module: str) -> bool:
+    try:
+        importlib.import_module(module)
+    except Exception:  # a broken binary wheel raises anything from ImportError to OSError
+        return False
+    return True
+
+
+def describe_environment() -> dict[str, Any]:
+    """Versions, devices, CUDA kernels and video decoders available to this process."""
+    import torch
+
+    from model.scan import mamba_kernels_available
+
+    cuda = torch.cuda.is_available()
+    devices = []
+    if cuda:
+        for index in range(torch.cuda.device_count()):
+            properties = torch.cuda.get_device_properties(index)
+            devices.append({"name": properties.name, "memory_bytes": properties.total_memory})
+    return {
+        "longllava": _version("longllava"),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "cuda_available": cuda,
+        "cuda_version": torch.version.cuda,
+        "cuda_devices": devices,
+        "mamba_kernels": mamba_kernels_available(torch.device("cuda")) if cuda else False,
+        "mamba_ssm": _version("mamba-ssm"),
+        "causal_conv1d": _version("causal-conv1d"),
+        "video_backends": {
+            name: _version(dist) or "installed" if _importable(name) else None for name, dist in VIDEO_BACKENDS.items()
+        },
+    }
+
+
+def default_budget() -> tuple[int, str, str]:
+    """(bytes, device, source) when --gpu-memory is not given: the first CUDA device, else RAM."""
+    import torch
+
+    if torch.cuda.is_available():
+        properties = torch.cuda.get_device_properties(0)
+        return properties.total_memory, "cuda", f"cuda:0 ({properties.name})"
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "cpu", "system RAM (no CUDA device)"
+
+
+def _lines(rows: list[tuple[str, Any]]) -> str:
+    width = max(len(k) for k, _ in rows)
+    return "".join(f"{k.ljust(width)}  {v}\n" for k, v in rows)
+
+
+def _count(n: int) -> str:
+    """1.23 B / 45.6 M / 7.8 K."""
+    for scale, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if n >= scale:
+            return f"{n / scale:.2f} {suffix}"
+    return str(n)
+
+
+def _gib(n: int) -> str:
+    return f"{n / GiB:.2f} GiB"
+
+
+def print_info(data: dict[str, Any]) -> None:
+    env = data["environment"]
+    backends = ", ".join(f"{k} {v}" if v else f"{k} (not available)" for k, v in env["video_backends"].items())
+    devices = ", ".join(f"{d['name']} ({_gib(d['memory_bytes'])})" for d in env["cuda_devices"]) or "none"
+    rows: list[tuple[str, Any]] = [
+        ("longllava", env["longllava"] or "not installed"),
+        ("python", f"{env['python']} ({env['platform']})"),
+        ("torch", env["torch"]),
+        ("cuda", f"{env['cuda_version']} available" if env["cuda_available"] else "not available"),
+        ("gpus", devices),
+        ("mamba kernels", "available" if env["mamba_kernels"] else "not available (PyTorch scan is used)"),
+        ("video backends", backends),
+    ]
+    model = data.get("model")
+    if model:
+        rows += [
+            ("model", model["path"]),
+            ("type", f"{model['model_type']} ({'multimodal' if model['multimodal'] else 'text only'})"),
+            ("parameters", f"{model['num_parameters']:,} ({_count(model['num_parameters'])})"),
+            ("dtype", model["dtype"]),
+            ("layers", f"{model['num_layers']}: {model['layer_pattern']} (M Mamba, A attention)"),
+            ("experts", model["num_experts"]),
+            ("tokens per frame", model["tokens_per_image"] if model["tokens_per_image"] else "n/a"),
+            ("KV bytes per token", f"{model['kv_bytes_per_token']:,}"),
+        ]
+        if model["max_context_tokens"]:
+            rows.append(("trained context", f"{model['max_context_tokens']:,} tokens"))
+    write_text(_lines(rows))
+
+
+def print_estimate(result: dict[str, Any]) -> None:
+    memory = result["memory_bytes"]
+    parts = ", ".join(f"{k.replace('_', ' ')} {_gib(v)}" for k, v in memory.items() if k != "total")
+    verdict = "fits" if result["fits"] else "does NOT fit"
+    rows: list[tuple[str, Any]] = [
+        ("model", f"{result['model']} ({result['dtype']}, {result['device']})"),
+        ("request", f"{result['num_frames']} frames x {result['tokens_per_image']} tokens -> {result['num_tokens']:,} "
+                    "LM positions with markup, prompt and answer"),
+        ("memory", f"{_gib(memory['total'])} ({parts})"),
+        ("budget", f"{_gib(result['budget_bytes'])} from {result['budget_source']}: {verdict}"),
+        ("most frames", f"{result['max_frames']:,} ({result['max_tokens']:,} tokens)"),
+        ("chunk tokens", f"{result['recommended_chunk_tokens']} recommended (--chunk-tokens)"),
+    ]  # fmt: skip
+    write_text(_lines(rows))
