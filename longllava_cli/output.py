@@ -16,6 +16,8 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+log = logging.getLogger("longllava")
+
 
 def to_json(data: Any, *, indent: int | None = None) -> str:
     """JSON text; ASCII-escaped so any path or answer survives any terminal or file encoding."""
@@ -60,12 +62,13 @@ def note(message: str) -> None:
 
 @contextmanager
 def status(message: str) -> Iterator[None]:
-    """A spinner on a terminal; a plain line otherwise."""
+    """A spinner on a terminal (gone when done); elsewhere an info log line, shown with -v, so
+    scripts see nothing on stderr but errors and warnings."""
     if stderr_is_tty():
         with stderr_console().status(message):
             yield
     else:
-        note(message)
+        log.info(message)
         yield
 
 
