@@ -25,7 +25,7 @@ DEFAULT_MAX_TILES = 100  # sampling.options.DEFAULT_MAX_TILES
 DEFAULT_CHUNK_TOKENS = 2048  # model.api.RunOptions.chunk_tokens
 DEFAULT_MAX_NEW_TOKENS = 768  # model.engine.GenerationOptions.max_new_tokens
 DEFAULT_TOKENS_PER_IMAGE = 144  # 24×24 CLIP patches pooled 2×2 (REFERENCE §3)
-DEFAULT_CAPTION_PROMPT = "Describe this video in detail."
+DEFAULT_CAPTION_PROMPT = "Describe what you see in detail."
 
 MODEL_PANEL = "Model"
 SAMPLING_PANEL = "Sampling"
