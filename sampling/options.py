@@ -27,7 +27,8 @@ class SamplingOptions:
     images), or, when `fps` is set, one frame every `1/fps` seconds capped at `max_frames`
     (thinned evenly when over the cap). `start` / `end` (seconds) cut a window of each video.
     Images: one `image_size`² input, or with `tiles` the global image plus a raster grid of
-    `tile_size`² tiles (at most `max_tiles`). `backend` picks the video decoder; "auto" uses
+    `tile_size`² tiles (at most `max_tiles`); tiling applies to image files named directly, not
+    to the images of a folder (those form a sequence). `backend` picks the video decoder; "auto" uses
     PyAV's keyframe-aware reader and falls back to the others if it cannot read a file.
     """
 

@@ -62,7 +62,7 @@ def read_video_frames(
         # Not only BackendError: a decoder library failing on bad media in a way we did not foresee
         # (av.FFmpegError, cv2.error, ...) must still end in the next backend or an InputError.
         except Exception as e:
-            failures.append(f"{name}: {e}")
+            failures.append(f"{name}: {' '.join(str(e).split())}")  # one line, whatever the library said
             log.info("%s: %s cannot serve this video (%s); trying the next backend", display_path(info.path), name, e)
         else:
             if remaining:
