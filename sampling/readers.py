@@ -1,9 +1,10 @@
 """One entry point over the video backends, with fallback.
 
-"auto" starts with PyAV, whose keyframe-aware reader decodes the fewest frames and measured fastest
-(benchmarks/RESULTS.md); decord and OpenCV follow. Naming a backend puts it first. When a backend
-cannot serve a file (BackendError: not installed, distrusted, a frame missing), the next one takes
-over from the first frame not yet delivered, so frames already yielded are never repeated.
+"auto" starts with PyAV, whose keyframe-aware reader decodes the fewest frames, measured fastest and
+returned the right frames where decord did not (benchmarks/RESULTS.md); decord and OpenCV follow.
+Naming a backend puts it first. When a backend cannot serve a file (BackendError: not installed,
+distrusted, a frame missing), the next one takes over from the first frame not yet delivered, so
+frames already yielded are never repeated.
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@ loops forever, holding the GIL, when that count is too high (decord#373): a hung
 timed out from Python, so the count is validated first against the probed packet table and a
 disagreement sends the file to another backend. decord2 3.4 also returns garbled 4-channel frames
 for rotated (phone) videos and mis-times variable-frame-rate files; those go elsewhere too.
+Not the default: on the 20-minute benchmark video it returned the wrong frame for 60 of 128 indices
+("Failed to skip frames effectively"), which no cheap check here can catch (benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
