@@ -80,7 +80,8 @@ VisionTowerOption = Annotated[
         "--vision-tower",
         show_default=False,
         rich_help_panel=MODEL_PANEL,
-        help="CLIP vision tower folder, for checkpoints that do not include the tower's weights.",
+        help="CLIP vision tower folder, for checkpoints that do not include the tower's weights. Default: the one "
+        "in the checkpoint.",
     ),
 ]
 DeviceOption = Annotated[
@@ -126,7 +127,7 @@ FpsOption = Annotated[
         "--fps",
         show_default=False,
         rich_help_panel=SAMPLING_PANEL,
-        help="Sample this many frames per second instead of --frames, capped at --max-frames.",
+        help="Sample this many frames per second instead of --frames, capped at --max-frames. Default: off.",
     ),
 ]
 MaxFramesOption = Annotated[
@@ -138,12 +139,21 @@ MaxFramesOption = Annotated[
 StartOption = Annotated[
     float | None,
     typer.Option(
-        "--start", min=0.0, show_default=False, rich_help_panel=SAMPLING_PANEL, help="Start of each video (seconds)."
+        "--start",
+        min=0.0,
+        show_default=False,
+        rich_help_panel=SAMPLING_PANEL,
+        help="Start of each video (seconds). Default: the beginning.",
     ),
 ]
 EndOption = Annotated[
     float | None,
-    typer.Option("--end", show_default=False, rich_help_panel=SAMPLING_PANEL, help="End of each video (seconds)."),
+    typer.Option(
+        "--end",
+        show_default=False,
+        rich_help_panel=SAMPLING_PANEL,
+        help="End of each video (seconds). Default: the end.",
+    ),
 ]
 TilesOption = Annotated[
     bool,
@@ -207,7 +217,10 @@ TopKOption = Annotated[
 SeedOption = Annotated[
     int | None,
     typer.Option(
-        "--seed", show_default=False, rich_help_panel=GENERATION_PANEL, help="Random seed for reproducible sampling."
+        "--seed",
+        show_default=False,
+        rich_help_panel=GENERATION_PANEL,
+        help="Random seed for reproducible sampling. Default: none.",
     ),
 ]
 
