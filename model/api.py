@@ -30,6 +30,7 @@ import torch
 
 from model.engine import ChunkedPrefill, GenerationOptions, generate
 from model.longllava import LongLLaVA
+from model.memory import check_fits
 from model.prefetch import Prefetcher
 from sampling import InputError, InputPlan, SampledFrame, SamplingOptions, iter_frames, plan_inputs
 from sampling.plan import PathLike
@@ -54,12 +55,14 @@ class RunOptions:
     """How to run a request. chunk_tokens: LM positions per prefill chunk (memory: one chunk of
     activations); vision_batch_size: images per vision-tower batch; frames_ahead: decoded frames
     buffered ahead of the model; show_timestamps: write each frame's time into the prompt (the
-    released models were not trained with it)."""
+    released models were not trained with it); memory_budget: fail early (MemoryBudgetError)
+    when the memory model predicts more than this many bytes."""
 
     chunk_tokens: int = 2048
     vision_batch_size: int = 8
     frames_ahead: int = 16
     show_timestamps: bool = False
+    memory_budget: int | None = None  # bytes; checked with the memory model before heavy work
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,7 @@ class AskResult:
     the rest), vision, prefill, generate, total; peak_memory_bytes: the process's peak RSS (CPU)
     or peak allocated GPU memory (CUDA)."""
 
+    model: str
     answers: tuple[Answer, ...]
     inputs: tuple[InputInfo, ...]
     num_prompt_tokens: int
@@ -130,6 +134,78 @@ def group_of(plan: InputPlan) -> VisualGroup:
     return VideoGroup(len(plan.frames), timestamps if None not in timestamps else None)
 
 
+@dataclass(frozen=True)
+class Request:
+    """Everything decided before a pixel is decoded: the plans, the prompt split at the question,
+    and each question's own tokens."""
+
+    plans: tuple[InputPlan, ...]
+    sampling: SamplingOptions
+    prompt: _Prompt
+    questions: tuple[str, ...]
+    suffixes: tuple[tuple[int, ...], ...]
+
+    @property
+    def num_shared_tokens(self) -> int:
+        return sum(len(s) if isinstance(s, tuple) else s.num_tokens for s in self.prompt.shared)
+
+    def num_tokens(self, max_new_tokens: int) -> int:
+        """Cache positions the longest question can need, its answer included."""
+        return self.num_shared_tokens + max(map(len, self.suffixes)) + max_new_tokens
+
+
+@dataclass
+class SharedPrefill:
+    """The state after the shared part of the prompt, with what it took."""
+
+    prefill: ChunkedPrefill
+    frames: list[FrameInfo]  # what was fed, in order (metadata only: pixels are never kept)
+    decode_seconds: float
+    vision_seconds: float
+
+
+def plan_request(
+    model: LongLLaVA,
+    inputs: Sequence[PathLike],
+    questions: str | Sequence[str],
+    *,
+    sampling: SamplingOptions | None = None,
+    show_timestamps: bool = False,
+) -> Request:
+    """Plan the inputs (probing media, no decoding) and lay out and tokenize the prompt."""
+    questions = (questions,) if isinstance(questions, str) else tuple(questions)
+    if not questions:
+        raise ValueError("ask needs at least one question")
+    sampling = sampling or SamplingOptions()
+    if model.vision is not None:
+        sampling = dataclasses.replace(sampling, image_size=model.image_size)
+    plans = tuple(plan_inputs(list(inputs), sampling)) if inputs else ()
+    if plans and model.vision is None:
+        raise InputError(f"{model.name} is a text-only model; it cannot look at {plans[0].source}")
+    prompt = _split_prompt(model, [group_of(p) for p in plans], list(questions), show_timestamps)
+    encode = model.tokenizer.encode
+    suffixes = tuple(tuple(encode(q + prompt.tail)) if prompt.tail is not None else () for q in questions)
+    return Request(plans, sampling, prompt, questions, suffixes)
+
+
+def prefill_shared(model: LongLLaVA, request: Request, run: RunOptions, *, capacity: int) -> SharedPrefill:
+    """Decode, encode and prefill the shared part of the prompt, streaming: frames are decoded in
+    a background thread `run.frames_ahead` ahead, encoded `run.vision_batch_size` at a time and
+    pushed through the LM in chunks of `run.chunk_tokens` positions. `capacity`: positions to
+    preallocate in the attention cache (prompt + answer), so it never reallocates."""
+    prefill = ChunkedPrefill(model.lm, model.lm.new_cache(capacity=capacity), run.chunk_tokens)
+    frames_seen: list[FrameInfo] = []
+    record = lambda f: frames_seen.append(FrameInfo(f.kind, f.index, f.timestamp, f.tile))
+    vision_seconds = [0.0]
+    source = iter_frames(list(request.plans), request.sampling, batch_size=run.vision_batch_size)
+    with Prefetcher(source, run.frames_ahead) as frames:
+        features = _image_features(model, frames, run.vision_batch_size, record, vision_seconds)
+        for segment in request.prompt.shared:
+            prefill.push(next(features) if isinstance(segment, ImageSlot) else _embed(model, segment))
+        decode_seconds = frames.busy_seconds
+    return SharedPrefill(prefill, frames_seen, decode_seconds, vision_seconds[0])
+
+
 def ask(
     model: LongLLaVA,
     inputs: Sequence[PathLike],
@@ -147,34 +223,19 @@ def ask(
     cannot fit, ValueError for inconsistent arguments.
     """
     started = time.perf_counter()
-    questions = [questions] if isinstance(questions, str) else list(questions)
-    if not questions:
-        raise ValueError("ask needs at least one question")
-    sampling = dataclasses.replace(sampling or SamplingOptions(), image_size=model.image_size)
     generation, run = generation or GenerationOptions(), run or RunOptions()
-    plans = plan_inputs(list(inputs), sampling) if inputs else []
-    if plans and model.vision is None:
-        raise InputError(f"{model.name} is a text-only model; it cannot look at {inputs[0]}")
-    prompt = _split_prompt(model, [group_of(p) for p in plans], questions, run.show_timestamps)
-    suffixes = [model.tokenizer.encode(q + prompt.tail) if prompt.tail is not None else [] for q in questions]
-    num_shared = sum(len(s) if isinstance(s, tuple) else s.num_tokens for s in prompt.shared)
-    capacity = num_shared + max(map(len, suffixes)) + generation.max_new_tokens
+    request = plan_request(model, inputs, questions, sampling=sampling, show_timestamps=run.show_timestamps)
+    capacity = request.num_tokens(generation.max_new_tokens)
     model.check_context(capacity)
-
-    prefill = ChunkedPrefill(model.lm, model.lm.new_cache(capacity=capacity), run.chunk_tokens)
-    frames_seen: list[SampledFrame] = []
-    vision_seconds = [0.0]
-    with Prefetcher(iter_frames(plans, sampling, batch_size=run.vision_batch_size), run.frames_ahead) as frames:
-        features = _image_features(model, frames, run.vision_batch_size, frames_seen.append, vision_seconds)
-        for segment in prompt.shared:
-            prefill.push(next(features) if isinstance(segment, ImageSlot) else _embed(model, segment))
-        decode_seconds = frames.busy_seconds
-    prefill_seconds = prefill.seconds
+    if run.memory_budget is not None:
+        check_request_fits(model, capacity, run)
+    shared = prefill_shared(model, request, run, capacity=capacity)
+    prefill_seconds = shared.prefill.seconds
 
     answers, generate_seconds = [], 0.0
-    for number, (question, suffix) in enumerate(zip(questions, suffixes, strict=True)):
+    for number, (question, suffix) in enumerate(zip(request.questions, request.suffixes, strict=True)):
         # Every question but the last continues from a copy of the shared state.
-        own = prefill if number == len(questions) - 1 else prefill.fork()
+        own = shared.prefill if number == len(request.questions) - 1 else shared.prefill.fork()
         before = own.seconds
         own.push(_embed(model, suffix))
         logits = own.finish()
@@ -192,37 +253,57 @@ def ask(
         answers.append(Answer(question, out.text.strip(), len(out.token_ids), out.finish_reason))
 
     timings = {
-        "decode": decode_seconds,
-        "vision": vision_seconds[0],
+        "decode": shared.decode_seconds,
+        "vision": shared.vision_seconds,
         "prefill": prefill_seconds,
         "generate": generate_seconds,
         "total": time.perf_counter() - started,
     }
     return AskResult(
+        model=model.name,
         answers=tuple(answers),
-        inputs=_describe_inputs(plans, frames_seen, prompt.num_tokens_per_group),
-        num_prompt_tokens=num_shared + len(suffixes[0]),
-        num_visual_tokens=sum(s.num_tokens for s in prompt.shared if isinstance(s, ImageSlot)),
+        inputs=_describe_inputs(request.plans, shared.frames, request.prompt.num_tokens_per_group),
+        num_prompt_tokens=request.num_shared_tokens + len(request.suffixes[0]),
+        num_visual_tokens=sum(s.num_tokens for s in request.prompt.shared if isinstance(s, ImageSlot)),
         timings=timings,
         peak_memory_bytes=peak_memory_bytes(model.device),
     )
 
 
+def check_request_fits(model: LongLLaVA, num_tokens: int, run: RunOptions) -> None:
+    """MemoryBudgetError, before any heavy work, when the memory model says the request will not
+    fit `run.memory_budget` bytes."""
+    config = model.config
+    check_fits(
+        run.memory_budget,
+        config.lm,
+        config.vision,
+        num_tokens=num_tokens,
+        dtype=str(model.dtype).removeprefix("torch."),
+        chunk_tokens=run.chunk_tokens,
+        vision_batch_size=run.vision_batch_size,
+        frames_ahead=run.frames_ahead,
+        mm_hidden_size=config.mm.mm_hidden_size if config.mm is not None else None,
+        device=model.device.type,
+    )
+
+
 def _split_prompt(model: LongLLaVA, groups: list[VisualGroup], questions: list[str], timestamps: bool) -> _Prompt:
     encode = model.tokenizer.encode
+    per_image = model.tokens_per_image if groups else 1  # a text-only model has no images to size
     if any(IMAGE_SLOT in q for q in questions):
         if len(questions) > 1:
             raise ValueError(f"{IMAGE_SLOT} placeholders place inputs within one question; ask one at a time")
         # The question is part of the layout: nothing follows it, nothing is shared.
         layout = build_prompt_layout(
             compose_user_content(questions[0], groups),
-            tokens_per_image=model.tokens_per_image,
+            tokens_per_image=per_image,
             show_timestamps=timestamps,
         )
         tokenized = tokenize_layout(layout, encode)
         return _Prompt(tokenized.segments, None, tokenized.num_tokens_per_group)
     layout = build_prompt_layout(
-        compose_user_content(_QUESTION, groups), tokens_per_image=model.tokens_per_image, show_timestamps=timestamps
+        compose_user_content(_QUESTION, groups), tokens_per_image=per_image, show_timestamps=timestamps
     )
     # Everything before the question is shared; the text chunk holding it is split there, so the
     # question's tokens never merge with the shared text's (the same split for one question or many).
@@ -271,7 +352,7 @@ def _encode(model: LongLLaVA, batch: list[torch.Tensor], seconds: list[float]) -
 
 
 def _describe_inputs(
-    plans: list[InputPlan], frames: list[SampledFrame], tokens_per_group: Sequence[int]
+    plans: Sequence[InputPlan], frames: list[FrameInfo], tokens_per_group: Sequence[int]
 ) -> tuple[InputInfo, ...]:
     infos, position = [], 0
     for plan, num_tokens in zip(plans, tokens_per_group, strict=True):
@@ -283,7 +364,7 @@ def _describe_inputs(
                 kind=plan.kind,
                 num_available=plan.num_available,
                 num_tokens=num_tokens,
-                frames=tuple(FrameInfo(f.kind, f.index, f.timestamp, f.tile) for f in own),
+                frames=tuple(own),
                 grid=plan.grid,
                 skipped=tuple((str(s.path), s.reason) for s in plan.skipped),
             )
@@ -292,8 +373,18 @@ def _describe_inputs(
 
 
 def peak_memory_bytes(device: torch.device) -> int:
-    """Peak GPU memory allocated on a CUDA device, else the process's peak resident set size."""
+    """Peak GPU memory allocated on a CUDA device, else the process's peak resident set size.
+
+    On Linux this is VmHWM: `getrusage`'s ru_maxrss survives exec, so a process started from a
+    large parent would report the parent's size (subprocess uses vfork)."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device)
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak if sys.platform == "darwin" else peak * 1024

@@ -8,19 +8,22 @@ sees keys ≤ s - l + i); SDPA's `is_causal` is top-left aligned, and an explici
 with the context (REFERENCE §2). So `causal_attention` is a tiled online-softmax attention
 (FlashAttention's recurrence in plain PyTorch): key tiles left of the diagonal need no mask, the
 few tiles on it get an [l_q, s_k] one, tiles right of it are skipped. GQA folds the g query heads
-of a KV head into the query rows, so K/V are never repeated. Memory: one score tile (~32 MB).
+of a KV head into the query rows, so K/V are never repeated. Memory: a few score tiles (~24 MB).
+On CUDA, SDPA with a lower-right causal bias reaches the flash kernels, which do the same.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from model.cache import AttentionCache
 from model.config import JambaConfig
 
-# Elements of one float32 score tile [b, h, q_block, k_tile].
-_TILE_ELEMENTS = 1 << 23
+# Elements of one float32 score tile [b, h, q_block, k_tile]: 8 MB; with its mask and the
+# product with V it is the attention's whole working memory on CPU.
+SCORE_TILE_ELEMENTS = 1 << 21
 _Q_BLOCK = 512
 
 
@@ -52,12 +55,23 @@ def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch
     return out.view(b, h, l, hd)
 
 
+def causal_attention_cuda(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """SDPA with a lower-right causal bias: on CUDA it dispatches to the flash / memory-efficient
+    kernels, which align the causal mask bottom-right without materialising it. Same contract as
+    `causal_attention`."""
+    # Imported here: torch.nn.attention.bias pulls in torch._dynamo (~70 MB resident on CPU).
+    from torch.nn.attention.bias import causal_lower_right
+
+    bias = causal_lower_right(q.shape[2], k.shape[2])
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, enable_gqa=True)
+
+
 def _attend_block(rows: torch.Tensor, k: torch.Tensor, v: torch.Tensor, first_pos: int, g: int) -> torch.Tensor:
     """Online softmax of query rows [b, h_kv, g·lq, hd] (positions first_pos.., g copies) over
     keys k, v [b, h_kv, s_k, hd]; the last key is the last query's own. -> [b, h_kv, g, lq, hd]."""
     b, h_kv, gl, hd = rows.shape
     lq, s_k = gl // g, k.shape[2]
-    tile = max(256, _TILE_ELEMENTS // (b * h_kv * gl))
+    tile = max(256, SCORE_TILE_ELEMENTS // (b * h_kv * gl))
     m = rows.new_full((b, h_kv, gl, 1), float("-inf"), dtype=torch.float32)
     denom = torch.zeros_like(m)
     acc = torch.zeros(b, h_kv, gl, hd, dtype=torch.float32, device=rows.device)
@@ -70,10 +84,10 @@ def _attend_block(rows: torch.Tensor, k: torch.Tensor, v: torch.Tensor, first_po
             future = (key_pos[None, :] > query_pos[:, None]).repeat(g, 1)
             scores.masked_fill_(future, float("-inf"))
         m_new = torch.maximum(m, scores.amax(-1, keepdim=True))
-        p = torch.exp(scores - m_new)
+        p = scores.sub_(m_new).exp_()  # in place: one score tile alive per step
         scale = torch.exp(m - m_new)
-        denom = denom * scale + p.sum(-1, keepdim=True)
-        acc = acc * scale + (p.to(v.dtype) @ v[:, :, k0:k1]).float()
+        denom.mul_(scale).add_(p.sum(-1, keepdim=True))
+        acc.mul_(scale).add_(p.to(v.dtype) @ v[:, :, k0:k1])
         m = m_new
     return (acc / denom).to(rows.dtype).view(b, h_kv, g, lq, hd)
 
@@ -97,5 +111,6 @@ class Attention(nn.Module):
         k = self.k_proj(x).view(b, l, self.num_kv_heads, self.head_dim).transpose(1, 2)
         v = self.v_proj(x).view(b, l, self.num_kv_heads, self.head_dim).transpose(1, 2)
         k_all, v_all = cache.append(k, v)
-        out = causal_attention(q, k_all, v_all)
+        attend = causal_attention_cuda if x.device.type == "cuda" else causal_attention
+        out = attend(q, k_all, v_all)
         return self.o_proj(out.transpose(1, 2).reshape(b, l, -1))

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -214,6 +215,23 @@ def _assign(module: nn.Module, name: str, tensor: torch.Tensor) -> None:
         owner._buffers[leaf] = tensor
 
 
+@contextmanager
+def empty_weights() -> Iterator[None]:
+    """Build modules on the meta device without running their weight initialisers: initialising a
+    meta tensor routes through torch's Python reference kernels, which import torch._dynamo (~80 MB
+    of resident memory and a second of start-up) for values that are overwritten anyway."""
+    names = ("normal_", "uniform_", "kaiming_uniform_", "xavier_uniform_", "trunc_normal_", "zeros_", "ones_")
+    saved = {name: getattr(nn.init, name) for name in names}
+    try:
+        for name in names:
+            setattr(nn.init, name, lambda tensor, *args, **kwargs: tensor)
+        with torch.device("meta"):
+            yield
+    finally:
+        for name, function in saved.items():
+            setattr(nn.init, name, function)
+
+
 def jamba_key_renamer(config: JambaConfig) -> Callable[[str], str | None]:
     """Checkpoint key -> JambaLM parameter name, for both namings (table in the module docstring)."""
     dense = {i for i, e in enumerate(config.layer_num_experts) if e == 1}
@@ -250,7 +268,7 @@ def load_language_model(
     checkpoint = open_checkpoint(path)
     config = jamba_config_of(checkpoint)
     torch_dtype = resolve_dtype(dtype, checkpoint.config)
-    with torch.device("meta"):
+    with empty_weights():
         lm = JambaLM(config)
     load_tensors(lm, checkpoint, jamba_key_renamer(config), dtype=torch_dtype, device=device)
     return lm.eval().requires_grad_(False)

@@ -32,6 +32,7 @@ from model.errors import CheckpointError, ContextTooLongError
 from model.jamba import JambaLM
 from model.loading import (
     Checkpoint,
+    empty_weights,
     jamba_config_of,
     jamba_key_renamer,
     load_tensors,
@@ -66,6 +67,7 @@ class LongLLaVA(nn.Module):
         super().__init__()
         self.config = config
         self.tokenizer = tokenizer
+        self.name = "LongLLaVA"  # the checkpoint directory's name once loaded
         self.lm = JambaLM(config.lm)
         self.vision: CLIPVisionTower | None = None
         self.projector: nn.Module | None = None
@@ -88,6 +90,14 @@ class LongLLaVA(nn.Module):
     @property
     def dtype(self) -> torch.dtype:
         return self.lm.dtype
+
+    @property
+    def eos_token_ids(self) -> tuple[int, ...]:
+        """Ids that end an answer: the tokenizer's EOS and any in the LM config."""
+        ids = set(self.config.lm.eos_token_ids)
+        if self.tokenizer is not None:
+            ids.add(self.tokenizer.eos_token_id)
+        return tuple(sorted(ids))
 
     @property
     def is_multimodal(self) -> bool:
@@ -248,6 +258,11 @@ def load_model(
     lm_config = jamba_config_of(checkpoint)
     torch_dtype = resolve_dtype(dtype, checkpoint.config)
     tokenizer = load_tokenizer(checkpoint.path)  # cheap, and a missing file should fail before the weights load
+    if tokenizer.vocab_size > lm_config.vocab_size:
+        raise CheckpointError(
+            f"{checkpoint.path / 'tokenizer.json'}: {tokenizer.vocab_size} tokens but the model's vocab_size is "
+            f"{lm_config.vocab_size}; the tokenizer belongs to another model"
+        )
     if not _is_multimodal(checkpoint):
         if vision_tower is not None:
             raise CheckpointError(
@@ -265,6 +280,7 @@ def load_model(
     if tower is not None:
         _load_tower(model, tower, dtype=torch_dtype, device=device)  # first: its config may be assumed
         _load_projector(model, checkpoint, dtype=torch_dtype, device=device)
+    model.name = checkpoint.path.name
     return model.eval().requires_grad_(False)
 
 
@@ -356,7 +372,7 @@ def _separate_tower(path: Path, *, named_by: str) -> _TowerSource:
 def _build(config: ModelConfig, tokenizer: Tokenizer, *, source: Path) -> LongLLaVA:
     """The model on the meta device (no memory), ready for `load_tensors`."""
     try:
-        with torch.device("meta"):
+        with empty_weights():
             return LongLLaVA(config, tokenizer)
     except ValueError as e:  # select layer, pooling or projector type the code cannot build
         raise CheckpointError(f"{source / 'config.json'}: {e}") from e

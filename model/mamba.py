@@ -76,8 +76,9 @@ class MambaMixer(nn.Module):
         self.conv1d = nn.Conv1d(d, d, k, groups=d, padding=k - 1, bias=config.mamba_conv_bias)
         self.x_proj = nn.Linear(d, r + 2 * n, bias=False)
         self.dt_proj = nn.Linear(r, d, bias=True)
-        self.A_log = nn.Parameter(torch.log(torch.arange(1, n + 1, dtype=torch.float32)).repeat(d, 1))
-        self.D = nn.Parameter(torch.ones(d))
+        self.A_log = nn.Parameter(torch.empty(d, n))
+        self.D = nn.Parameter(torch.empty(d))
+        self.reset_ssm_parameters()
         self.out_proj = nn.Linear(d, e, bias=config.mamba_proj_bias)
         self.inner_norms = config.mamba_inner_layernorms
         if self.inner_norms:
@@ -86,6 +87,16 @@ class MambaMixer(nn.Module):
             self.c_layernorm = RMSNorm(n, config.rms_norm_eps)
         # Set by `JambaLM.set_scan` in tests and benchmarks; None picks by device.
         self.scan_impl = None
+
+    def reset_ssm_parameters(self) -> None:
+        """S4D-real initialisation, A = -(1..n) per channel, and D = 1 (Mamba's). Skipped on the
+        meta device, where a checkpoint provides the values."""
+        if self.A_log.is_meta:
+            return
+        with torch.no_grad():
+            n = self.A_log.shape[1]
+            self.A_log.copy_(torch.log(torch.arange(1, n + 1, dtype=torch.float32)).expand_as(self.A_log))
+            self.D.fill_(1.0)
 
     def forward(self, h: torch.Tensor, cache: MambaCache) -> torch.Tensor:
         """h: [b, l, e] -> [b, l, e] in h's dtype; reads and updates `cache` in place."""

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import model.attention as attn_mod
-from model.attention import attention_reference, causal_attention
+from model.attention import attention_reference, causal_attention, causal_attention_cuda
 from model.cache import AttentionCache, new_cache
 from model.config import JambaConfig
 
@@ -25,9 +25,16 @@ def _qkv(l, s, h=6, h_kv=2, hd=8, b=2, seed=0):
 def test_tiled_attention_equals_reference(monkeypatch, l, s, small_tiles):
     if small_tiles:  # many query blocks and key tiles, diagonal tiles cut at odd places
         monkeypatch.setattr(attn_mod, "_Q_BLOCK", 5)
-        monkeypatch.setattr(attn_mod, "_TILE_ELEMENTS", 1)
+        monkeypatch.setattr(attn_mod, "SCORE_TILE_ELEMENTS", 1)
     q, k, v = _qkv(l, s)
     torch.testing.assert_close(causal_attention(q, k, v), attention_reference(q, k, v), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize(("l", "s"), [(1, 40), (7, 40), (40, 40)])
+def test_sdpa_lower_right_path_equals_reference(l, s):
+    """The CUDA path's use of SDPA + causal_lower_right, checked on CPU (where it runs unfused)."""
+    q, k, v = _qkv(l, s)
+    torch.testing.assert_close(causal_attention_cuda(q, k, v), attention_reference(q, k, v), atol=1e-5, rtol=1e-5)
 
 
 def test_reference_is_bottom_right_aligned():

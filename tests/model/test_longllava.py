@@ -363,6 +363,14 @@ def test_missing_tokenizer(tmp_path):
         load_model(path)
 
 
+def test_tokenizer_of_another_model_is_a_checkpoint_error(tmp_path, hf_jamba):
+    """Ids beyond the embedding table would crash mid-run; refuse the pair at load time."""
+    path, _ = hf_jamba(vocab_size=97)
+    write_tiny_tokenizer(path)
+    with pytest.raises(CheckpointError, match=r"tokenizer\.json: \d+ tokens but the model's vocab_size is 97"):
+        load_model(path)
+
+
 def test_unsupported_projector_type_is_a_checkpoint_error(tmp_path):
     path = write_tiny_longllava(tmp_path / "t", shards=1, config_overrides={"mm_projector_type": "qformer"})
     with pytest.raises(CheckpointError, match="mm_projector_type 'qformer' is not supported"):

@@ -29,7 +29,7 @@ def _inputs(b=2, l=45, d=12, n=5, seed=0, device="cpu"):
 @pytest.mark.parametrize("l", [1, 2, 45])
 @pytest.mark.parametrize("block_elements", [1, 300, 1 << 22])
 def test_blocked_scan_equals_reference(monkeypatch, l, block_elements):
-    monkeypatch.setattr(scan_mod, "_BLOCK_ELEMENTS", block_elements)  # 1 token per block .. all at once
+    monkeypatch.setattr(scan_mod, "SCAN_BLOCK_ELEMENTS", block_elements)  # 1 token per block .. all at once
     x, delta, A, B, C, state = _inputs(l=l)
     y_ref, h_ref = scan_reference(x, delta, A, B, C, state)
     y, h = scan_blocked(x, delta, A, B, C, state.clone())
@@ -57,7 +57,7 @@ def test_split_scan_equals_whole():
 @pytest.mark.parametrize("block_elements", [50, 1 << 22])
 def test_initial_state_correction_turns_zero_start_into_carried_start(monkeypatch, block_elements):
     """What the CUDA path does with mamba-ssm's zero-start kernel, checked with the CPU reference."""
-    monkeypatch.setattr(scan_mod, "_BLOCK_ELEMENTS", block_elements)
+    monkeypatch.setattr(scan_mod, "SCAN_BLOCK_ELEMENTS", block_elements)
     x, delta, A, B, C, state = _inputs(l=33)
     y0, h0 = scan_reference(x, delta, A, B, C, torch.zeros_like(state))
     y, h = add_initial_state(y0, h0, delta, A, C, state)
