@@ -5,8 +5,7 @@ Layer pattern: one letter per LM layer, M for Mamba and A for attention (LongLLa
 "MMMMAMMM" × 4). Parameters: summed over the tensor shapes in the safetensors headers.
 Tokens per image: CLIP patches after `resamplePooling` (144 for LongLLaVA-9B). KV bytes per
 token: what each prompt position costs in the attention layers' cache at the chosen dtype.
-The CLIP tower's config comes from `--vision-tower DIR`, else config.json's `vision_config`,
-else a local `mm_vision_tower` folder, else CLIP ViT-L/14-336 (as `model.load_model`).
+The configs are what `model.load_model` would build (`model.read_model_config`), CLIP included.
 """
 
 from __future__ import annotations
@@ -34,7 +33,6 @@ from model.memory import (
 
 _PREFIXES = {"k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*([kmgtKMGT]?)(i?[bB])?\s*$")
-_MULTIMODAL_MODEL_TYPES = ("llava_jamba", "longllava", "llava_jamba_moe")
 _HEADER_LIMIT = 100 * 2**20  # a safetensors header over 100 MB is corruption, not metadata
 
 
@@ -84,43 +82,17 @@ class CheckpointSummary:
 
 
 def summarize_checkpoint(path: Path, *, vision_tower: Path | None = None) -> CheckpointSummary:
-    """Read config.json and the safetensors headers of a checkpoint directory.
+    """Read config.json and the safetensors headers of a checkpoint directory (no weights).
     Raises CheckpointError as `model.load_model` would for a missing or malformed checkpoint."""
-    from model.loading import jamba_config_of, open_checkpoint
+    from model.loading import open_checkpoint
+    from model.longllava import read_model_config
 
     checkpoint = open_checkpoint(path)
-    config = checkpoint.config
-    lm = jamba_config_of(checkpoint)
-    multimodal = config.get("model_type") in _MULTIMODAL_MODEL_TYPES or any(k.startswith("mm_") for k in config)
-    mm = LongLLaVAConfig.from_dict(config, source=str(checkpoint.path / "config.json")) if multimodal else None
-    vision = _vision_config(checkpoint.path, config, mm, vision_tower) if mm else None
-    dtype = config.get("torch_dtype") or config.get("dtype")
+    config = read_model_config(checkpoint.path, vision_tower=vision_tower)
+    dtype = checkpoint.config.get("torch_dtype") or checkpoint.config.get("dtype")
+    dtype = dtype if dtype in DTYPE_BYTES else "float32"
     num_parameters = sum(count_parameters(checkpoint.path / name) for name in checkpoint.files())
-    return CheckpointSummary(
-        checkpoint.path, lm, mm, vision, dtype if dtype in DTYPE_BYTES else "float32", num_parameters
-    )
-
-
-def _vision_config(
-    root: Path, config: dict[str, Any], mm: LongLLaVAConfig, vision_tower: Path | None
-) -> CLIPVisionConfig:
-    candidates = [vision_tower.expanduser()] if vision_tower else []
-    if isinstance(config.get("vision_config"), dict) and not vision_tower:
-        return CLIPVisionConfig.from_dict(config["vision_config"], source=str(root / "config.json"))
-    if mm.mm_vision_tower and not vision_tower:
-        name = Path(mm.mm_vision_tower).expanduser()
-        candidates = [name] if name.is_absolute() else [name, root / name]
-    for directory in candidates:
-        file = directory / "config.json"
-        if file.is_file():
-            try:
-                data = json.loads(file.read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-                raise CheckpointError(f"{file}: unreadable CLIP config ({e})") from e
-            return CLIPVisionConfig.from_dict(data, source=str(file))
-    if vision_tower:
-        raise CheckpointError(f"{vision_tower}: no config.json; --vision-tower takes a CLIP model folder")
-    return CLIPVisionConfig()
+    return CheckpointSummary(checkpoint.path, config.lm, config.mm, config.vision, dtype, num_parameters)
 
 
 def count_parameters(file: Path) -> int:

@@ -3,6 +3,7 @@
 Public API:
 - `load_model(path, *, device="cpu", dtype=None, vision_tower=None) -> LongLLaVA` (LM, CLIP tower,
   projector, tokenizer; text-only for a plain Jamba directory)
+- `read_model_config(path, *, vision_tower=None) -> ModelConfig` (configs only, no weights read)
 - `load_language_model(path, *, device="cpu", dtype=None) -> JambaLM`
 - `JambaLM(input_ids | inputs_embeds, cache=..., logits_to_keep=1) -> logits`
 - `new_cache(config, ...)`, `JambaCache.fork()`
@@ -14,7 +15,7 @@ from model.config import CLIPVisionConfig, JambaConfig, LongLLaVAConfig, ModelCo
 from model.errors import CheckpointError, ContextTooLongError, MemoryBudgetError, ModelError
 from model.jamba import JambaLM
 from model.loading import load_language_model
-from model.longllava import LongLLaVA, load_model
+from model.longllava import LongLLaVA, load_model, read_model_config
 
 __all__ = [
     "CLIPVisionConfig",
@@ -31,4 +32,5 @@ __all__ = [
     "load_language_model",
     "load_model",
     "new_cache",
+    "read_model_config",
 ]

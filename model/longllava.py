@@ -255,28 +255,16 @@ def load_model(
     Raises CheckpointError (one line: what is missing or wrong, and how to supply it).
     """
     checkpoint = open_checkpoint(path)
-    lm_config = jamba_config_of(checkpoint)
     torch_dtype = resolve_dtype(dtype, checkpoint.config)
     tokenizer = load_tokenizer(checkpoint.path)  # cheap, and a missing file should fail before the weights load
-    if tokenizer.vocab_size > lm_config.vocab_size:
+    config, tower = _model_config(checkpoint, vision_tower)
+    if tokenizer.vocab_size > config.lm.vocab_size:
         raise CheckpointError(
             f"{checkpoint.path / 'tokenizer.json'}: {tokenizer.vocab_size} tokens but the model's vocab_size is "
-            f"{lm_config.vocab_size}; the tokenizer belongs to another model"
+            f"{config.lm.vocab_size}; the tokenizer belongs to another model"
         )
-    if not _is_multimodal(checkpoint):
-        if vision_tower is not None:
-            raise CheckpointError(
-                f"{checkpoint.path}: a text-only Jamba checkpoint (no mm_* keys, no projector); "
-                "a vision tower needs a LongLLaVA checkpoint"
-            )
-        config = ModelConfig(lm=lm_config)
-        tower = None
-    else:
-        mm_config = _mm_config_of(checkpoint)
-        tower = _find_tower(checkpoint, mm_config, vision_tower)
-        config = ModelConfig(lm=lm_config, mm=mm_config, vision=tower.config)
     model = _build(config, tokenizer, source=checkpoint.path)
-    load_tensors(model.lm, checkpoint, jamba_key_renamer(lm_config), dtype=torch_dtype, device=device)
+    load_tensors(model.lm, checkpoint, jamba_key_renamer(config.lm), dtype=torch_dtype, device=device)
     if tower is not None:
         _load_tower(model, tower, dtype=torch_dtype, device=device)  # first: its config may be assumed
         _load_projector(model, checkpoint, dtype=torch_dtype, device=device)
@@ -367,6 +355,27 @@ def _separate_tower(path: Path, *, named_by: str) -> _TowerSource:
     if prefix is None:
         raise CheckpointError(f"{checkpoint.path}: no CLIP vision weights (vision_model.*) in its safetensors files")
     return _TowerSource(checkpoint, prefix, CLIPVisionConfig.from_dict(checkpoint.config, source=str(source)), False)
+
+
+def read_model_config(path: str | Path, *, vision_tower: str | Path | None = None) -> ModelConfig:
+    """What `load_model` would build (LM, multimodal keys, CLIP tower configs) from config files
+    and safetensors headers alone, no weight read: for `longllava info`, `estimate`, `frames`.
+    Raises CheckpointError as `load_model` does."""
+    return _model_config(open_checkpoint(path), vision_tower)[0]
+
+
+def _model_config(checkpoint: Checkpoint, vision_tower: str | Path | None) -> tuple[ModelConfig, _TowerSource | None]:
+    lm_config = jamba_config_of(checkpoint)
+    if not _is_multimodal(checkpoint):
+        if vision_tower is not None:
+            raise CheckpointError(
+                f"{checkpoint.path}: a text-only Jamba checkpoint (no mm_* keys, no projector); "
+                "a vision tower needs a LongLLaVA checkpoint"
+            )
+        return ModelConfig(lm=lm_config), None
+    mm_config = _mm_config_of(checkpoint)
+    tower = _find_tower(checkpoint, mm_config, vision_tower)
+    return ModelConfig(lm=lm_config, mm=mm_config, vision=tower.config), tower
 
 
 def _build(config: ModelConfig, tokenizer: Tokenizer, *, source: Path) -> LongLLaVA:
