@@ -44,6 +44,7 @@ from longllava_cli.options import (
     MaxFramesOption,
     MaxNewTokensOption,
     MaxTilesOption,
+    MemoryBudgetOption,
     ModelOption,
     RecursiveOption,
     SeedOption,
@@ -189,6 +190,15 @@ def _model_request(model: Path | None, *, device: str, dtype: Dtype, vision_towe
     )
 
 
+def _memory_budget(size: str | None) -> int | None:
+    from longllava_cli.checkpoint import parse_size
+
+    try:
+        return parse_size(size) if size else None
+    except ValueError as e:
+        raise BadParameter(str(e), param_hint="--memory-budget") from e
+
+
 def _read_paths(args: list[str]) -> list[str]:
     """`-` replaced by the paths read from stdin, one per line."""
     from longllava_cli.caption import read_stdin_paths
@@ -251,6 +261,7 @@ def ask(
     device: DeviceOption = "auto",
     dtype: DtypeOption = Dtype.auto,
     chunk_tokens: ChunkTokensOption = DEFAULT_CHUNK_TOKENS,
+    memory_budget: MemoryBudgetOption = None,
     frames: FramesOption = DEFAULT_FRAMES,
     fps: FpsOption = None,
     max_frames: MaxFramesOption = MAX_FRAMES,
@@ -297,6 +308,7 @@ def ask(
             max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k, seed=seed
         ),
         chunk_tokens=chunk_tokens,
+        memory_budget=_memory_budget(memory_budget),
     )
     model_request = _model_request(model, device=device, dtype=dtype, vision_tower=vision_tower)
     _check_paths_exist(request.inputs)  # before a model load that may take minutes
@@ -405,6 +417,7 @@ def caption(
     device: DeviceOption = "auto",
     dtype: DtypeOption = Dtype.auto,
     chunk_tokens: ChunkTokensOption = DEFAULT_CHUNK_TOKENS,
+    memory_budget: MemoryBudgetOption = None,
     frames: FramesOption = DEFAULT_FRAMES,
     fps: FpsOption = None,
     max_frames: MaxFramesOption = MAX_FRAMES,
@@ -450,6 +463,7 @@ def caption(
         max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k, seed=seed
     )
     model_request = _model_request(model, device=device, dtype=dtype, vision_tower=vision_tower)
+    budget = _memory_budget(memory_budget)
     paths = expand_inputs(inputs, recursive=recursive)
     if part is not None:
         paths = select_shard(paths, *part)
@@ -463,7 +477,7 @@ def caption(
             def caption_one(path: str) -> dict[str, Any]:
                 request = AskRequest(
                     inputs=(path,), questions=(prompt,), sampling=sampling, generation=generation,
-                    chunk_tokens=chunk_tokens,
+                    chunk_tokens=chunk_tokens, memory_budget=budget,
                 )  # fmt: skip
                 return caption_record(path, library.ask(loaded, request))
 

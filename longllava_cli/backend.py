@@ -39,6 +39,7 @@ class AskRequest:
     sampling: SamplingOptions
     generation: GenerationOptions
     chunk_tokens: int
+    memory_budget: int | None = None  # bytes; None: the device's memory
 
 
 def resolve_device(device: str) -> str:
@@ -64,6 +65,7 @@ def load_model(request: ModelRequest) -> LongLLaVA:
 def ask(model: Any, request: AskRequest, on_text: Callable[[int, str], None] | None = None) -> AskResult:
     from model.api import RunOptions
     from model.api import ask as answer
+    from model.memory import device_memory_bytes
 
     return answer(
         model,
@@ -71,6 +73,9 @@ def ask(model: Any, request: AskRequest, on_text: Callable[[int, str], None] | N
         list(request.questions),
         sampling=request.sampling,
         generation=request.generation,
-        run=RunOptions(chunk_tokens=request.chunk_tokens),
+        run=RunOptions(
+            chunk_tokens=request.chunk_tokens,
+            memory_budget=request.memory_budget or device_memory_bytes(str(model.device)),
+        ),
         on_text=on_text,
     )

@@ -109,6 +109,18 @@ ChunkTokensOption = Annotated[
     ),
 ]
 
+MemoryBudgetOption = Annotated[
+    str | None,
+    typer.Option(
+        "--memory-budget",
+        metavar="SIZE",
+        show_default=False,
+        rich_help_panel=MODEL_PANEL,
+        help="Refuse, before any work, a request the memory model says needs more than SIZE (e.g. 20GB; "
+        "binary units). Default: the CUDA device's memory, else the machine's RAM.",
+    ),
+]
+
 # --- sampling ---------------------------------------------------------------------------------
 FramesOption = Annotated[
     int,

@@ -17,6 +17,7 @@ The constants were calibrated against measured peak RSS (benchmarks/bench_engine
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from model.attention import SCORE_TILE_ELEMENTS
@@ -140,6 +141,15 @@ def estimate_memory(
     chunk = min(chunk_tokens, num_tokens) * per_token + FIXED_ACTIVATION_BYTES + 2 * lm.vocab_size * 4
     runtime = CPU_RUNTIME_BYTES if device == "cpu" else 0
     return MemoryEstimate(weights * size, kv, mamba_state, vision_bytes, chunk, runtime)
+
+
+def device_memory_bytes(device: str) -> int:
+    """Memory a request on `device` may use: the CUDA device's total memory, else physical RAM."""
+    if device.startswith("cuda"):
+        import torch
+
+        return torch.cuda.get_device_properties(torch.device(device)).total_memory
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
 def max_tokens_that_fit(budget: int, lm: JambaConfig, vision: CLIPVisionConfig | None, **kwargs) -> int:

@@ -94,6 +94,14 @@ def test_ask_text(run_cli, tiny_model, video):
     assert result.stderr == ""
 
 
+def test_ask_over_memory_budget_fails_before_work_with_one_line(run_cli, tiny_model, video):
+    result = run_cli("ask", str(video), "What happens?", "--model", str(tiny_model), "--memory-budget", "1MB")
+    assert result.returncode == 1 and result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "budget is 0.0 GiB" in lines[0] and "--frames" in lines[0], result.stderr
+    assert run_cli("ask", str(video), "q", "--model", str(tiny_model), "--memory-budget", "lots").returncode == 2
+
+
 def test_ask_json_several_questions_stdin_paths(run_cli, tiny_model, video, image):
     result = run_cli(
         "ask", "-", "-q", "What happens?", "-q", "What colour?", "--model", str(tiny_model), "--frames", "3",
