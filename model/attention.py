@@ -10,6 +10,8 @@ with the context (REFERENCE §2). So `causal_attention` is a tiled online-softma
 few tiles on it get an [l_q, s_k] one, tiles right of it are skipped. GQA folds the g query heads
 of a KV head into the query rows, so K/V are never repeated. Memory: a few score tiles (~24 MB).
 On CUDA, SDPA with a lower-right causal bias reaches the flash kernels, which do the same.
+While autograd records (training), `Attention` uses differentiable twins instead (see
+`_attend_for_training`): the tiles are updated in place, which autograd cannot replay.
 """
 
 from __future__ import annotations
@@ -111,6 +113,21 @@ class Attention(nn.Module):
         k = self.k_proj(x).view(b, l, self.num_kv_heads, self.head_dim).transpose(1, 2)
         v = self.v_proj(x).view(b, l, self.num_kv_heads, self.head_dim).transpose(1, 2)
         k_all, v_all = cache.append(k, v)
-        attend = causal_attention_cuda if x.device.type == "cuda" else causal_attention
-        out = attend(q, k_all, v_all)
+        out = self._attend_for_training(q, k, v, k_all, v_all) if q.requires_grad else None
+        if out is None:
+            attend = causal_attention_cuda if x.device.type == "cuda" else causal_attention
+            out = attend(q, k_all, v_all)
         return self.o_proj(out.transpose(1, 2).reshape(b, l, -1))
+
+    @staticmethod
+    def _attend_for_training(
+        q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, k_all: torch.Tensor, v_all: torch.Tensor
+    ) -> torch.Tensor | None:
+        """A differentiable attention when autograd records (the tiled path works in place on its
+        score tiles, which autograd cannot replay); None when no graph is being built. Without
+        cached keys SDPA's top-left `is_causal` is the right mask, with them the plain reference."""
+        if not torch.is_grad_enabled():
+            return None
+        if k_all.shape[2] == q.shape[2]:
+            return F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+        return attention_reference(q, k_all, v_all)

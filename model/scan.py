@@ -15,6 +15,9 @@ model dtype (REFERENCE §2). Every implementation has the same signature:
   in one vectorised pass each, runs the recurrence as a single in-place `addcmul` per token on a
   cache-resident [b, n, d] slice, and contracts with C in one pass. The block buffers are
   bounded (~1 MB), so memory does not grow with l.
+- `scan_chunked`: the differentiable path for training (no in-place ops). Per block of T tokens
+  it forms the pairwise decays exp(A·(S_t − S_s)), s ≤ t, from the block's cumulative Δ sums S
+  (all exponents ≤ 0, so nothing overflows) and carries the state between blocks.
 - `scan_cuda`: mamba-ssm's `selective_scan_fn`, which has no initial-state argument; exact
   continuation comes from `add_initial_state`, see there. `step_cuda`: its decode-step kernel.
 """
@@ -74,6 +77,47 @@ def scan_blocked(
         torch.sum(a.copy_(h).mul_(C_t[sl, :, :, None]), dim=2, out=y[sl])  # y_t = Σ_n C_t[n] h_t[n]
         hs[0] = hs[size]
     return y.transpose(0, 1), hs[0].transpose(1, 2).contiguous()
+
+
+# Tokens per block of `scan_chunked`: its saved activations are b·l·T·d·n floats per layer, its
+# Python overhead ~l/T steps.
+CHUNK_TOKENS = 8
+
+
+def scan_chunked(
+    x: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor, state: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Differentiable blocked scan for training, equal to `scan_reference` up to rounding.
+
+    Within a block, with S_t = Σ_{s≤t} Δ_s (block-local cumulative sum, per channel):
+        h_t = exp(A·S_t) ⊙ h_0 + Σ_{s≤t} exp(A·(S_t − S_s)) ⊙ (Δ_s x_s) B_s
+    The pairwise decay is masked to s ≤ t *before* the exp (the difference is set to 0, then the
+    term zeroed), so no exponent is positive and no inf/NaN reaches the gradients.
+    """
+    l, T = x.shape[1], CHUNK_TOKENS
+    h = state
+    ys = []
+    for start in range(0, l, T):
+        sl = slice(start, min(start + T, l))
+        y_block, h = _scan_chunk(x[:, sl], delta[:, sl], A, B[:, sl], C[:, sl], h)
+        ys.append(y_block)
+    y = torch.cat(ys, dim=1) if ys else x.new_zeros(x.shape)
+    return y, h
+
+
+def _scan_chunk(
+    x: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor, h0: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One block of `scan_chunked`: x, delta [b, T, d]; B, C [b, T, n]; h0 [b, d, n]."""
+    T = x.shape[1]
+    S = torch.cumsum(delta, dim=1)  # [b, T, d]
+    causal = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()  # [t, s]: s ≤ t
+    diff = (S[:, :, None] - S[:, None, :]).masked_fill(~causal[None, :, :, None], 0.0)  # [b, t, s, d] ≥ 0
+    decay = torch.exp(diff[..., None] * A) * causal[None, :, :, None, None]  # [b, t, s, d, n]
+    u = delta * x  # [b, T, d]
+    hs = torch.einsum("btsdn,bsd,bsn->btdn", decay, u, B) + torch.exp(S[..., None] * A) * h0[:, None]
+    y = torch.einsum("btdn,btn->btd", hs, C)
+    return y, hs[:, -1]
 
 
 def add_initial_state(
