@@ -305,18 +305,13 @@ def _split_prompt(model: LongLLaVA, groups: list[VisualGroup], questions: list[s
     layout = build_prompt_layout(
         compose_user_content(_QUESTION, groups), tokens_per_image=per_image, show_timestamps=timestamps
     )
-    # Everything before the question is shared; the text chunk holding it is split there, so the
-    # question's tokens never merge with the shared text's (the same split for one question or many).
-    chunks = layout.text_chunks()
-    before, tail = chunks[-1].split(_QUESTION)
-    segments: list[tuple[int, ...] | ImageSlot] = []
-    for chunk, slot in zip(chunks[:-1], layout.slots, strict=True):
-        if chunk:
-            segments.append(tuple(encode(chunk)))
-        segments.append(slot)
-    if before:
-        segments.append(tuple(encode(before)))
-    return _Prompt(tuple(segments), tail, tokenize_layout(layout, encode).num_tokens_per_group)
+    # Everything before the question is shared. The last text chunk holds the question; it is
+    # re-encoded as the text before it (shared) and, per question, question + tail, so the
+    # question's tokens never merge with the shared text's (the same split for one or many).
+    tokenized = tokenize_layout(layout, encode)
+    before, tail = layout.text_chunks()[-1].split(_QUESTION)
+    shared = tokenized.segments[:-1] + ((tuple(encode(before)),) if before else ())
+    return _Prompt(shared, tail, tokenized.num_tokens_per_group)
 
 
 def _embed(model: LongLLaVA, ids: Sequence[int]) -> torch.Tensor:
