@@ -3,6 +3,7 @@ real LongLLaVA checkpoint directory that `model.load_model` reads.
 
     python examples/train_demo_model.py --out benchmarks/out/demo_train            # train + export + eval
     python examples/train_demo_model.py --out benchmarks/out/demo_train --eval-only
+    python examples/train_demo_model.py --out benchmarks/out/demo_train --stop-after-minutes 20  # resumable
 
 The recipe is LongLLaVA's progressive one (arXiv 2409.02889 §4), scaled down:
   I   alignment: single-image descriptions ("red circle");
@@ -339,7 +340,8 @@ def train(args: argparse.Namespace) -> LongLLaVA:
         print(f"resumed at step {step}", flush=True)
     log = (out / "train_log.jsonl").open("a", encoding="utf-8")
     start, window = time.time(), []
-    while step < args.steps:
+    deadline = start + 60 * args.stop_after_minutes if args.stop_after_minutes else math.inf
+    while step < args.steps and time.time() < deadline:
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, args.steps, args.lr)
         items = items_for_step(args.seed, step, args.steps, args.batch_size, args.max_frames)
@@ -357,7 +359,7 @@ def train(args: argparse.Namespace) -> LongLLaVA:
             log.write(json.dumps(record) + "\n")
             log.flush()
             window = []
-        if step % args.save_every == 0 or step == args.steps:
+        if step % args.save_every == 0 or step == args.steps or time.time() >= deadline:
             state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step}
             torch.save(state, state_file.with_suffix(".tmp"))
             state_file.with_suffix(".tmp").replace(state_file)
@@ -428,6 +430,12 @@ def main() -> None:
     parser.add_argument("--eval-items", type=int, default=50, help="fresh items per evaluation setting")
     parser.add_argument("--eval-only", action="store_true", help="evaluate the exported model/ and stop")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--stop-after-minutes",
+        type=float,
+        default=None,
+        help="save and stop early (then export and evaluate); rerun the same command to continue",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     out = Path(args.out)
