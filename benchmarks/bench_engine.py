@@ -284,7 +284,7 @@ def configs():
 
 def fits_hf(results: dict, frames: list[int], num_tokens: int, max_rss: float) -> tuple[bool, float]:
     """Predicted transformers peak for `num_tokens` from a line through its measured peaks."""
-    done = [(r["num_tokens"], r["peak_rss"]) for f in frames if (r := results.get(f"hf {f}"))]
+    done = [(r["num_tokens"], r["peak_rss"]) for f in frames if "peak_rss" in (r := results.get(f"hf {f}", {}))]
     if len(done) >= 2:
         b = slope([t for t, _ in done], [p for _, p in done])
         a = done[-1][1] - b * done[-1][0]

@@ -30,12 +30,13 @@ DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 MARKUP_TOKENS_PER_FRAME = 7
 # Template, separators and a typical question.
 PROMPT_TEXT_TOKENS = 64
-# Resident memory on CPU of the PyTorch runtime, this package and the media libraries, plus what
-# glibc keeps of freed activation buffers (measured: ~270 MB after start-up, ~60 MB kept).
-CPU_RUNTIME_BYTES = 360 * 2**20
+# Resident memory on CPU of the PyTorch runtime, this package and the media libraries (measured
+# 259-270 MiB after start-up, VmHWM) plus what glibc keeps of freed activation buffers; calibrated
+# on the tiny test model (1000 frames) and the mid-size benchmark model (benchmarks/RESULTS.md).
+CPU_RUNTIME_BYTES = 300 * 2**20
 # Fixed buffers of a prefill: three float32 attention score tiles plus their mask, the scan's two
 # block buffers, and slack for the allocator.
-FIXED_ACTIVATION_BYTES = 3 * 4 * SCORE_TILE_ELEMENTS + SCORE_TILE_ELEMENTS + 2 * 4 * SCAN_BLOCK_ELEMENTS + 16 * 2**20
+FIXED_ACTIVATION_BYTES = 3 * 4 * SCORE_TILE_ELEMENTS + SCORE_TILE_ELEMENTS + 2 * 4 * SCAN_BLOCK_ELEMENTS + 40 * 2**20
 GiB = 2**30
 
 
@@ -135,9 +136,10 @@ def estimate_memory(
     num_mamba = lm.layer_types.count("mamba")
     mamba_state = num_mamba * lm.d_inner * (lm.mamba_d_state + lm.mamba_d_conv - 1) * 4
     kv = num_tokens * lm.kv_elements_per_token * size
-    # Per chunk position: the mixer's float32 intermediates (~10 × d_inner), the FFN's three
-    # [f] tensors, residual-stream copies; the embedding buffer itself.
-    per_token = 10 * lm.d_inner * 4 + 3 * lm.intermediate_size * size + 6 * lm.hidden_size * 4
+    # Per chunk position: the mixer's float32 intermediates alive at once (~7 × d_inner: conv input
+    # and output, Δ, the scan's time-major copies, y, silu(z)), the FFN's three [f] tensors,
+    # residual-stream copies and the embedding buffer itself.
+    per_token = 7 * lm.d_inner * 4 + 3 * lm.intermediate_size * size + 6 * lm.hidden_size * 4
     chunk = min(chunk_tokens, num_tokens) * per_token + FIXED_ACTIVATION_BYTES + 2 * lm.vocab_size * 4
     runtime = CPU_RUNTIME_BYTES if device == "cpu" else 0
     return MemoryEstimate(weights * size, kv, mamba_state, vision_bytes, chunk, runtime)
