@@ -32,14 +32,35 @@ THREADS = 2
 WARMUP_TOKENS = 256
 CHUNK = 2048
 MID = dict(
-    vocab_size=32000, hidden_size=512, intermediate_size=1408, num_hidden_layers=8,
-    num_attention_heads=8, num_key_value_heads=2, attn_layer_period=8, attn_layer_offset=4,
-    expert_layer_period=2, expert_layer_offset=1, num_experts=1, num_experts_per_tok=1,
-    mamba_d_state=16, mamba_d_conv=4, mamba_expand=2, mamba_dt_rank="auto", use_mamba_kernels=False,
+    vocab_size=32000,
+    hidden_size=512,
+    intermediate_size=1408,
+    num_hidden_layers=8,
+    num_attention_heads=8,
+    num_key_value_heads=2,
+    attn_layer_period=8,
+    attn_layer_offset=4,
+    expert_layer_period=2,
+    expert_layer_offset=1,
+    num_experts=1,
+    num_experts_per_tok=1,
+    mamba_d_state=16,
+    mamba_d_conv=4,
+    mamba_expand=2,
+    mamba_dt_rank="auto",
+    use_mamba_kernels=False,
 )
 JAMBA_9B_MIXER = dict(
-    vocab_size=65536, hidden_size=4096, intermediate_size=14336, num_hidden_layers=1, num_attention_heads=32,
-    num_key_value_heads=8, mamba_d_state=16, mamba_d_conv=4, mamba_expand=2, mamba_dt_rank=256,
+    vocab_size=65536,
+    hidden_size=4096,
+    intermediate_size=14336,
+    num_hidden_layers=1,
+    num_attention_heads=32,
+    num_key_value_heads=8,
+    mamba_d_state=16,
+    mamba_d_conv=4,
+    mamba_expand=2,
+    mamba_dt_rank=256,
 )
 # Matmul rates are measured as the model runs them, F.linear of [ROWS, in] by a [out, in] weight:
 # every (in, out) of the mid model's projections, then two bigger shapes for the machine's peak.
@@ -53,6 +74,7 @@ ALLOCATOR_NOISE = 32 << 20
 
 
 # --- process measurements --------------------------------------------------------------------------
+
 
 def memory_status() -> dict[str, int]:
     """VmHWM (peak RSS) and VmRSS of this process, bytes."""
@@ -89,33 +111,16 @@ class Meter:
 
 # --- workers (each runs in its own process) --------------------------------------------------------
 
-def randomize_(model, seed: int) -> None:
-    """Non-trivial random weights (as tests/model/conftest.py): inner norms and D away from 1, A_log
-    spread, Δ biases at softplus⁻¹ of Mamba's 1e-3..1e-1 step sizes, weights ~ 1.5/√fan_in."""
-    import torch
-
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("A_log"):
-                p.copy_(torch.log(torch.empty(p.shape).uniform_(0.5, 12.0, generator=g)))
-            elif "layernorm" in name or name.endswith(".D") or name == "D":
-                p.copy_(1.0 + 0.3 * torch.randn(p.shape, generator=g))
-            elif name.endswith("dt_proj.bias"):
-                dt = torch.exp(torch.empty(p.shape).uniform_(math.log(1e-3), math.log(1e-1), generator=g))
-                p.copy_(dt + torch.log(-torch.expm1(-dt)))
-            else:
-                fan_in = p.shape[-1] if p.dim() > 1 else 1
-                p.copy_(torch.randn(p.shape, generator=g) * (1.5 / math.sqrt(fan_in) if p.dim() > 1 else 0.5))
-
 
 def worker_checkpoint(spec: dict) -> dict:
     import torch
     from transformers import JambaConfig, JambaForCausalLM
 
+    from model.testing import randomize_parameters
+
     torch.manual_seed(0)
     hf = JambaForCausalLM(JambaConfig(**MID)).eval()
-    randomize_(hf, 0)
+    randomize_parameters(hf, 0)
     tmp = CHECKPOINT.with_name(CHECKPOINT.name + ".partial")
     hf.save_pretrained(tmp)
     tmp.rename(CHECKPOINT)
@@ -123,8 +128,9 @@ def worker_checkpoint(spec: dict) -> dict:
 
 
 def weights_bytes(module) -> int:
-    storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes()
-                for t in [*module.parameters(), *module.buffers()]}
+    storages = {
+        t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in [*module.parameters(), *module.buffers()]
+    }
     return sum(storages.values())
 
 
@@ -175,9 +181,16 @@ def worker_prefill(spec: dict) -> dict:
             del m
     if spec.get("logits_file"):
         torch.save(logits.clone(), spec["logits_file"])
-    return {"seconds": min(times), "all_seconds": times, "peak_rss": memory_status()["VmHWM"], "base_rss": base,
-            "rss_before_prefill": loaded, "weights_bytes": weights_bytes(module),
-            "others_cores": others / sum(times), "steal_s": steal}
+    return {
+        "seconds": min(times),
+        "all_seconds": times,
+        "peak_rss": memory_status()["VmHWM"],
+        "base_rss": base,
+        "rss_before_prefill": loaded,
+        "weights_bytes": weights_bytes(module),
+        "others_cores": others / sum(times),
+        "steal_s": steal,
+    }
 
 
 def worker_matmul_rate(spec: dict) -> dict:
@@ -210,11 +223,12 @@ def worker_mixer(spec: dict) -> dict:
     from model.config import JambaConfig
     from model.mamba import MambaMixer
     from model.scan import scan_blocked
+    from model.testing import randomize_parameters
 
     torch.set_num_threads(THREADS)
     cfg = JambaConfig(**JAMBA_9B_MIXER)
     mixer = MambaMixer(cfg)
-    randomize_(mixer, 0)
+    randomize_parameters(mixer, 0)
     mixer.to(getattr(torch, spec["dtype"]))
     scan_seconds = []
 
@@ -238,8 +252,12 @@ def worker_mixer(spec: dict) -> dict:
     return {"mixer_seconds": total, "scan_seconds": scan, "scan_share": scan / total, "others_cores": others}
 
 
-WORKERS = {"checkpoint": worker_checkpoint, "prefill": worker_prefill, "rate": worker_matmul_rate,
-           "mixer": worker_mixer}
+WORKERS = {
+    "checkpoint": worker_checkpoint,
+    "prefill": worker_prefill,
+    "rate": worker_matmul_rate,
+    "mixer": worker_mixer,
+}
 
 
 def wait_for_quiet(max_wait_s: float, threshold_cores: float = 0.25) -> float:
@@ -264,8 +282,13 @@ def run_worker(spec: dict, max_wait_s: float = 0, retries: int = 2) -> dict:
     for attempt in range(retries + 1):
         if max_wait_s:
             wait_for_quiet(max_wait_s)
-        done = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], env=env, check=True,
-                              stdout=subprocess.PIPE, text=True)
+        done = subprocess.run(
+            [sys.executable, __file__, "--worker", json.dumps(spec)],
+            env=env,
+            check=True,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         result = json.loads(done.stdout.strip().splitlines()[-1])
         if result.get("others_cores", 0) < CONTENDED or attempt == retries:
             return result
@@ -274,6 +297,7 @@ def run_worker(spec: dict, max_wait_s: float = 0, retries: int = 2) -> dict:
 
 
 # --- analysis --------------------------------------------------------------------------------------
+
 
 def prefill_matmuls(length: int) -> list[tuple[float, tuple[int, int] | None]]:
     """Matmul FLOPs of a one-shot prefill of the MID model as (flops, (in, out) of the projection, or
@@ -324,12 +348,21 @@ def main() -> None:
     parser.add_argument("--lengths", type=int, nargs="+", default=[1024, 4096, 16384])
     parser.add_argument("--no-hf", action="store_true", help="skip transformers (quick runs)")
     parser.add_argument("--mixer-length", type=int, default=2048)
-    parser.add_argument("--memory-length", type=int, default=65536,
-                        help="one more chunked float32 run of ours, for the memory slope over a longer span (0: none)")
-    parser.add_argument("--max-wait", type=float, default=900,
-                        help="seconds to wait before each measurement for other processes to leave the CPU")
-    parser.add_argument("--reuse", action="store_true",
-                        help=f"reuse uncontended measurements saved in {RAW.name} by earlier runs")
+    parser.add_argument(
+        "--memory-length",
+        type=int,
+        default=65536,
+        help="one more chunked float32 run of ours, for the memory slope over a longer span (0: none)",
+    )
+    parser.add_argument(
+        "--max-wait",
+        type=float,
+        default=900,
+        help="seconds to wait before each measurement for other processes to leave the CPU",
+    )
+    parser.add_argument(
+        "--reuse", action="store_true", help=f"reuse uncontended measurements saved in {RAW.name} by earlier runs"
+    )
     args = parser.parse_args()
     if args.worker:
         spec = json.loads(args.worker)
@@ -358,16 +391,40 @@ def main() -> None:
             repeat = 3 if side == "ours" else (2 if length <= 4096 else 1)
             logits_file = str(OUT_DIR / f"logits_{side}_{dtype}_{chunk}_{length}.pt") if dtype == "float32" else ""
             results[side, dtype, chunk, length] = r = measure(
-                {"kind": "prefill", "side": side, "dtype": dtype, "chunk": chunk, "length": length,
-                 "repeat": repeat, "logits_file": logits_file})
-            print(f"  {side} {dtype} chunk={chunk} L={length}: {r['seconds']:.2f} s, peak {mb(r['peak_rss'])} MB,"
-                  f" others used {r['others_cores']:.2f} cores", file=sys.stderr, flush=True)
+                {
+                    "kind": "prefill",
+                    "side": side,
+                    "dtype": dtype,
+                    "chunk": chunk,
+                    "length": length,
+                    "repeat": repeat,
+                    "logits_file": logits_file,
+                }
+            )
+            print(
+                f"  {side} {dtype} chunk={chunk} L={length}: {r['seconds']:.2f} s, peak {mb(r['peak_rss'])} MB,"
+                f" others used {r['others_cores']:.2f} cores",
+                file=sys.stderr,
+                flush=True,
+            )
     if args.memory_length:
         results["ours", "float32", CHUNK, args.memory_length] = r = measure(
-            {"kind": "prefill", "side": "ours", "dtype": "float32", "chunk": CHUNK, "length": args.memory_length,
-             "repeat": 1, "logits_file": ""})
-        print(f"  ours float32 chunk={CHUNK} L={args.memory_length}: {r['seconds']:.2f} s, peak {mb(r['peak_rss'])} MB,"
-              f" others used {r['others_cores']:.2f} cores", file=sys.stderr, flush=True)
+            {
+                "kind": "prefill",
+                "side": "ours",
+                "dtype": "float32",
+                "chunk": CHUNK,
+                "length": args.memory_length,
+                "repeat": 1,
+                "logits_file": "",
+            }
+        )
+        print(
+            f"  ours float32 chunk={CHUNK} L={args.memory_length}: {r['seconds']:.2f} s, peak {mb(r['peak_rss'])} MB,"
+            f" others used {r['others_cores']:.2f} cores",
+            file=sys.stderr,
+            flush=True,
+        )
     rate = measure({"kind": "rate"})
     print(f"  matmul rates: others used {rate['others_cores']:.2f} cores", file=sys.stderr, flush=True)
     rates = rate["rates"]
@@ -398,14 +455,24 @@ def report(args, lengths, series, results, rates, mixers) -> None:
     from model.config import JambaConfig
 
     cfg = JambaConfig.from_dict(MID)
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")), "?")
-    print(f"\nJamba LM prefill: hidden {cfg.hidden_size}, intermediate {cfg.intermediate_size}, d_inner {cfg.d_inner}, "
-          f"d_state {cfg.mamba_d_state}, dt_rank {cfg.dt_rank}, {cfg.num_hidden_layers} layers "
-          f"({cfg.layer_types.count('attention')} attention), GQA {cfg.num_attention_heads}/{cfg.kv_heads}, "
-          f"vocab {cfg.vocab_size}; batch 1; torch {torch.__version__}, {THREADS} threads, {cpu}")
-    print("Each row: its own process, best of the timed runs after a 256-token warm-up; last logits only; "
-          f"chunked = chunks of {CHUNK} into a cache preallocated for L.\n")
+    cpu = next(
+        (
+            ln.split(":", 1)[1].strip()
+            for ln in Path("/proc/cpuinfo").read_text().splitlines()
+            if ln.startswith("model name")
+        ),
+        "?",
+    )
+    print(
+        f"\nJamba LM prefill: hidden {cfg.hidden_size}, intermediate {cfg.intermediate_size}, d_inner {cfg.d_inner}, "
+        f"d_state {cfg.mamba_d_state}, dt_rank {cfg.dt_rank}, {cfg.num_hidden_layers} layers "
+        f"({cfg.layer_types.count('attention')} attention), GQA {cfg.num_attention_heads}/{cfg.kv_heads}, "
+        f"vocab {cfg.vocab_size}; batch 1; torch {torch.__version__}, {THREADS} threads, {cpu}"
+    )
+    print(
+        "Each row: its own process, best of the timed runs after a 256-token warm-up; last logits only; "
+        f"chunked = chunks of {CHUNK} into a cache preallocated for L.\n"
+    )
     floors = {length: prefill_floors(length, rates) for length in lengths}
     figures: dict = {"lengths": lengths, "rows": print_rows(lengths, series, results, floors)}
     figures["max_others_cores"] = round(max(r["others_cores"] for r in results.values()), 2)
@@ -413,11 +480,15 @@ def report(args, lengths, series, results, rates, mixers) -> None:
     figures["floor_seconds"] = print_floors(lengths, rates, floors)
     figures["slopes_bytes_per_token"] = print_slopes(cfg, lengths, series, results)
     figures["kv_bytes_per_token"] = {dt: cfg.kv_elements_per_token * size for dt, size in DTYPE_BYTES.items()}
-    print(f"\nOne Mamba mixer at Jamba-9B widths (hidden 4096, d_inner 8192, d_state 16, dt_rank 256), "
-          f"L = {args.mixer_length}, best of 3:")
+    print(
+        f"\nOne Mamba mixer at Jamba-9B widths (hidden 4096, d_inner 8192, d_state 16, dt_rank 256), "
+        f"L = {args.mixer_length}, best of 3:"
+    )
     for dtype, m in mixers.items():
-        print(f"  {dtype:<10} mixer {m['mixer_seconds']:6.2f} s, scan {m['scan_seconds']:6.2f} s, "
-              f"scan share {100 * m['scan_share']:5.1f}%  (target ≤ 30%; others used {m['others_cores']:.2f} cores)")
+        print(
+            f"  {dtype:<10} mixer {m['mixer_seconds']:6.2f} s, scan {m['scan_seconds']:6.2f} s, "
+            f"scan share {100 * m['scan_share']:5.1f}%  (target ≤ 30%; others used {m['others_cores']:.2f} cores)"
+        )
     figures["mixer_9b"] = {dt: {k: round(v, 3) for k, v in m.items()} for dt, m in mixers.items()}
     figures["logit_max_abs_diff"] = diffs = logits_diffs(lengths)
     if diffs:
@@ -427,8 +498,10 @@ def report(args, lengths, series, results, rates, mixers) -> None:
 
 
 def print_rows(lengths, series, results, floors) -> list[dict]:
-    head = (f"{'L':>6} {'side':<24}{'dtype':<9}{'seconds':>8} {'peak RSS MB':>12} {'weights MB':>11} "
-            f"{'peak-wts MB':>12} {'x faster':>9} {'/floor':>7} {'others':>7}")
+    head = (
+        f"{'L':>6} {'side':<24}{'dtype':<9}{'seconds':>8} {'peak RSS MB':>12} {'weights MB':>11} "
+        f"{'peak-wts MB':>12} {'x faster':>9} {'/floor':>7} {'others':>7}"
+    )
     print(head + "\n" + "-" * len(head))
     rows = []
     for length in lengths:
@@ -438,15 +511,30 @@ def print_rows(lengths, series, results, floors) -> list[dict]:
             over_floor = r["seconds"] / floors[length][dtype]["shapes"]
             faster = hf["seconds"] / r["seconds"] if hf else math.nan
             name = f"{side} " + (f"chunked {chunk}" if chunk else "one-shot")
-            print(f"{length:>6} {name:<24}{dtype:<9}{r['seconds']:8.2f} {mb(r['peak_rss']):>12} "
-                  f"{mb(r['weights_bytes']):>11} {mb(r['peak_rss'] - r['weights_bytes']):>12} {faster:9.2f} "
-                  f"{over_floor:7.2f} {r['others_cores']:7.2f}")
-            rows.append({"L": length, "side": side, "dtype": dtype, "chunk": chunk, "seconds": round(r["seconds"], 3),
-                         "peak_rss": r["peak_rss"], "weights_bytes": r["weights_bytes"], "base_rss": r["base_rss"],
-                         "x_faster_than_transformers": round(faster, 3) if hf else None,
-                         "over_floor": round(over_floor, 3), "others_cores": round(r["others_cores"], 2)})
-    print("x faster: transformers float32 seconds / this row's. /floor: seconds / the row dtype's matmul floor "
-          "(model shapes, below). others: cores other processes used meanwhile, of 2.")
+            print(
+                f"{length:>6} {name:<24}{dtype:<9}{r['seconds']:8.2f} {mb(r['peak_rss']):>12} "
+                f"{mb(r['weights_bytes']):>11} {mb(r['peak_rss'] - r['weights_bytes']):>12} {faster:9.2f} "
+                f"{over_floor:7.2f} {r['others_cores']:7.2f}"
+            )
+            rows.append(
+                {
+                    "L": length,
+                    "side": side,
+                    "dtype": dtype,
+                    "chunk": chunk,
+                    "seconds": round(r["seconds"], 3),
+                    "peak_rss": r["peak_rss"],
+                    "weights_bytes": r["weights_bytes"],
+                    "base_rss": r["base_rss"],
+                    "x_faster_than_transformers": round(faster, 3) if hf else None,
+                    "over_floor": round(over_floor, 3),
+                    "others_cores": round(r["others_cores"], 2),
+                }
+            )
+    print(
+        "x faster: transformers float32 seconds / this row's. /floor: seconds / the row dtype's matmul floor "
+        "(model shapes, below). others: cores other processes used meanwhile, of 2."
+    )
     return rows
 
 
@@ -456,16 +544,23 @@ def print_floors(lengths, rates, floors) -> dict:
     print(f"  {'in x out':<12}" + "".join(f"{dt:>10}" for dt in DTYPE_BYTES))
     for key in keys:
         print(f"  {key:<12}" + "".join(f"{rates[f'{dt} {key}'] / 1e9:10.1f}" for dt in DTYPE_BYTES))
-    print("Floor = matmul FLOPs / rate; 'shapes': each projection at its own shape's rate (attention and lm_head "
-          "at peak); 'peak': all at the best rate.")
-    print(f"{'L':>8} {'GFLOP':>8}" + "".join(f"{dt + ' ' + kind:>18}" for dt in DTYPE_BYTES for kind in ("shapes",
-                                                                                                        "peak")))
+    print(
+        "Floor = matmul FLOPs / rate; 'shapes': each projection at its own shape's rate (attention and lm_head "
+        "at peak); 'peak': all at the best rate."
+    )
+    print(
+        f"{'L':>8} {'GFLOP':>8}"
+        + "".join(f"{dt + ' ' + kind:>18}" for dt in DTYPE_BYTES for kind in ("shapes", "peak"))
+    )
     for length in lengths:
         gflop = sum(f for f, _ in prefill_matmuls(length)) / 1e9
-        print(f"{length:>8} {gflop:8.1f}" + "".join(f"{floors[length][dt][kind]:17.2f}s" for dt in DTYPE_BYTES
-                                                    for kind in ("shapes", "peak")))
-    return {length: {dt: {k: round(v, 3) for k, v in f.items()} for dt, f in fl.items()}
-            for length, fl in floors.items()}
+        print(
+            f"{length:>8} {gflop:8.1f}"
+            + "".join(f"{floors[length][dt][kind]:17.2f}s" for dt in DTYPE_BYTES for kind in ("shapes", "peak"))
+        )
+    return {
+        length: {dt: {k: round(v, 3) for k, v in f.items()} for dt, f in fl.items()} for length, fl in floors.items()
+    }
 
 
 def print_slopes(cfg, lengths, series, results) -> dict:
@@ -475,8 +570,10 @@ def print_slopes(cfg, lengths, series, results) -> dict:
     print(f"  {'':<36}{'all L':>10}{f'{lengths[-2]}→{lengths[-1]}' if len(lengths) > 1 else '':>14}")
     slopes = {}
     for side, dtype, chunk in series:
-        ys = [results[side, dtype, chunk, length]["peak_rss"] - results[side, dtype, chunk, length]["weights_bytes"]
-              for length in lengths]
+        ys = [
+            results[side, dtype, chunk, length]["peak_rss"] - results[side, dtype, chunk, length]["weights_bytes"]
+            for length in lengths
+        ]
         name = f"{side} {dtype} " + (f"chunked {chunk}" if chunk else "one-shot")
         if len(lengths) > 1:
             slopes[name] = {"all": round(slope(lengths, ys)), "tail": round(slope(lengths[-2:], ys[-2:]))}
@@ -484,20 +581,28 @@ def print_slopes(cfg, lengths, series, results) -> dict:
     long = max(k[3] for k in results)
     start = min((x for x in lengths if x > CHUNK), default=long)
     if long > lengths[-1] and start < long:
-        ys = [results["ours", "float32", CHUNK, x]["peak_rss"] - results["ours", "float32", CHUNK, x]["weights_bytes"]
-              for x in (start, long)]
+        ys = [
+            results["ours", "float32", CHUNK, x]["peak_rss"] - results["ours", "float32", CHUNK, x]["weights_bytes"]
+            for x in (start, long)
+        ]
         slopes["ours float32 chunked long"] = {"from": start, "to": long, "slope": round(slope([start, long], ys))}
-        print(f"  {f'ours float32 chunked {CHUNK}':<36}{slopes['ours float32 chunked long']['slope']:10d}"
-              f"   ({start}→{long}: peak − weights {mb(ys[0]).strip()} → {mb(ys[1]).strip()} MB; "
-              f"{results['ours', 'float32', CHUNK, long]['seconds']:.1f} s at {long})")
+        print(
+            f"  {f'ours float32 chunked {CHUNK}':<36}{slopes['ours float32 chunked long']['slope']:10d}"
+            f"   ({start}→{long}: peak − weights {mb(ys[0]).strip()} → {mb(ys[1]).strip()} MB; "
+            f"{results['ours', 'float32', CHUNK, long]['seconds']:.1f} s at {long})"
+        )
     kv = {dt: cfg.kv_elements_per_token * size for dt, size in DTYPE_BYTES.items()}
     e, d, n = cfg.hidden_size, cfg.d_inner, cfg.mamba_d_state
-    print(f"  {'KV cache float32 / bfloat16':<36}{kv['float32']:10d} / {kv['bfloat16']}   "
-          f"({cfg.layer_types.count('attention')} attention layer × 2 × {cfg.kv_heads} kv heads × {cfg.head_dim} "
-          "× dtype size)")
+    print(
+        f"  {'KV cache float32 / bfloat16':<36}{kv['float32']:10d} / {kv['bfloat16']}   "
+        f"({cfg.layer_types.count('attention')} attention layer × 2 × {cfg.kv_heads} kv heads × {cfg.head_dim} "
+        "× dtype size)"
+    )
     print(f"  {'input ids (int64)':<36}{8:10d}   (held for the whole prompt, also when chunked)")
-    print(f"  {'one [L, hidden] / [L, d_inner] fp32':<36}{e * 4:10d} / {d * 4}   (one-shot activations; chunked: "
-          "one chunk's)")
+    print(
+        f"  {'one [L, hidden] / [L, d_inner] fp32':<36}{e * 4:10d} / {d * 4}   (one-shot activations; chunked: "
+        "one chunk's)"
+    )
     print(f"  {'transformers scan tensors':<36}{3 * d * n * 4:10d}   (3 fp32 [L, d_inner, d_state]: exp(ΔA), ΔB, ΔBx)")
     return slopes
 
@@ -520,9 +625,11 @@ def print_targets(figures, results) -> dict[str, bool]:
         span = long["to"] - long["from"]
         excess = (long["slope"] - figures["kv_bytes_per_token"]["float32"] - 8) * span
         long["excess_over_kv_bytes"] = round(excess)
-        print(f"\nOurs chunked, {long['from']}→{long['to']} tokens: peak grew {mb(long['slope'] * span).strip()} MB, "
-              f"KV cache + ids {mb((figures['kv_bytes_per_token']['float32'] + 8) * span).strip()} MB, "
-              f"excess {mb(excess).strip()} MB (noise allowance ±{ALLOCATOR_NOISE // 2**20} MB)")
+        print(
+            f"\nOurs chunked, {long['from']}→{long['to']} tokens: peak grew {mb(long['slope'] * span).strip()} MB, "
+            f"KV cache + ids {mb((figures['kv_bytes_per_token']['float32'] + 8) * span).strip()} MB, "
+            f"excess {mb(excess).strip()} MB (noise allowance ±{ALLOCATOR_NOISE // 2**20} MB)"
+        )
         targets["ours chunked peak grows only by the KV cache (+ ids)"] = abs(excess) <= ALLOCATOR_NOISE
     targets["scan share <= 30% at Jamba-9B widths, float32"] = figures["mixer_9b"]["float32"]["scan_share"] <= 0.30
     print("\nTargets (issue 2):")

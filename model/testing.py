@@ -309,3 +309,24 @@ def _write_checkpoint(
     total = sum(t.numel() * t.element_size() for t in tensors.values())
     index = {"metadata": {"total_size": total}, "weight_map": weight_map}
     (path / "model.safetensors.index.json").write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
+
+
+def randomize_parameters(module: torch.nn.Module, seed: int) -> None:
+    """Give every parameter of `module` a non-trivial random value, in place: initialisers leave
+    norms at 1, D at 1 and A_log at log(1..n), which would hide mistakes in the inner norms and
+    the skip term. A_log spread over log(0.5..12), norms and D around 1 ± 0.3, Δ biases at
+    softplus⁻¹ of Mamba's 1e-3..1e-1 step sizes, weights ~ 1.5/√fan_in. Used by the tests and the
+    benchmarks to give transformers' models and ours the same meaningful weights."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if name.endswith("A_log"):
+                p.copy_(torch.log(torch.empty(p.shape).uniform_(0.5, 12.0, generator=g)))
+            elif "layernorm" in name or name.endswith(".D") or name == "D":
+                p.copy_(1.0 + 0.3 * torch.randn(p.shape, generator=g))
+            elif name.endswith("dt_proj.bias"):
+                dt = torch.exp(torch.empty(p.shape).uniform_(math.log(1e-3), math.log(1e-1), generator=g))
+                p.copy_(dt + torch.log(-torch.expm1(-dt)))
+            else:
+                fan_in = p.shape[-1] if p.dim() > 1 else 1
+                p.copy_(torch.randn(p.shape, generator=g) * (1.5 / math.sqrt(fan_in) if p.dim() > 1 else 0.5))

@@ -4,13 +4,14 @@ and rewritten in LongLLaVA/AI21 naming, sharded or not. Nothing is downloaded.""
 from __future__ import annotations
 
 import json
-import math
 import re
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
+
+from model.testing import randomize_parameters
 
 TINY_JAMBA = dict(
     vocab_size=97,
@@ -32,32 +33,13 @@ TINY_JAMBA = dict(
 )
 
 
-def randomize_(model: torch.nn.Module, seed: int) -> None:
-    """Give every parameter a non-trivial value: transformers' init leaves norms at 1, D at 1 and
-    A_log at log(1..n), which would hide mistakes in the inner norms and the skip term."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("A_log"):
-                p.copy_(torch.log(torch.empty(p.shape).uniform_(0.5, 12.0, generator=g)))
-            elif "layernorm" in name or name.endswith(".D"):
-                p.copy_(1.0 + 0.3 * torch.randn(p.shape, generator=g))
-            elif name.endswith("dt_proj.bias"):
-                # softplus^-1 of step sizes between 1e-3 and 1e-1, as Mamba initialises them.
-                dt = torch.exp(torch.empty(p.shape).uniform_(math.log(1e-3), math.log(1e-1), generator=g))
-                p.copy_(dt + torch.log(-torch.expm1(-dt)))
-            else:
-                fan_in = p.shape[-1] if p.dim() > 1 else 1
-                p.copy_(torch.randn(p.shape, generator=g) * (1.5 / math.sqrt(fan_in) if p.dim() > 1 else 0.5))
-
-
 def make_hf_jamba(path: Path, seed: int = 0, **overrides):
     """Save a random transformers JambaForCausalLM to `path`; return the model (eval, float32)."""
     from transformers import JambaConfig, JambaForCausalLM
 
     torch.manual_seed(seed)
     hf = JambaForCausalLM(JambaConfig(**(TINY_JAMBA | overrides))).eval()
-    randomize_(hf, seed)
+    randomize_parameters(hf, seed)
     hf.save_pretrained(path)
     return hf
 
