@@ -14,7 +14,7 @@ The conv context and the SSM state come from the caller's `MambaCache` and are w
 a prefill in chunks of any size equals one pass (transformers' Jamba resets the conv context on
 every multi-token call and its kernel path restarts the scan from zero: REFERENCE §2). The conv
 and the scan run in float32 whatever the model dtype. While autograd records (training), the
-scan is the differentiable `scan_chunked` unless `JambaLM.set_scan` forced one.
+scan is the differentiable `scan_differentiable` unless `JambaLM.set_scan` forced one.
 Parameter names are transformers' `JambaMambaMixer` names (loading.py maps AI21's).
 """
 
@@ -27,7 +27,7 @@ from torch import nn
 from model.cache import MambaCache
 from model.config import JambaConfig
 from model.norm import RMSNorm
-from model.scan import mamba_kernels_available, scan_blocked, scan_chunked, scan_cuda, step_cuda
+from model.scan import mamba_kernels_available, scan_blocked, scan_cuda, scan_differentiable, step_cuda
 
 
 def causal_conv(
@@ -112,7 +112,7 @@ class MambaMixer(nn.Module):
         A = -torch.exp(self.A_log.float())
         scan = self.scan_impl or ((step_cuda if h.shape[1] == 1 else scan_cuda) if fast else scan_blocked)
         if self.scan_impl is None and torch.is_grad_enabled() and (x.requires_grad or delta.requires_grad):
-            scan = scan_chunked  # training: the other scans work in place and have no backward
+            scan = scan_differentiable  # training: the other scans work in place and have no backward
         y, cache.ssm = scan(x, delta, A, B.float(), C.float(), cache.ssm)
         y = (y + x * self.D.float()) * F.silu(z.float())
         return self.out_proj(y.to(h.dtype))

@@ -15,9 +15,8 @@ model dtype (REFERENCE §2). Every implementation has the same signature:
   in one vectorised pass each, runs the recurrence as a single in-place `addcmul` per token on a
   cache-resident [b, n, d] slice, and contracts with C in one pass. The block buffers are
   bounded (~1 MB), so memory does not grow with l.
-- `scan_chunked`: the differentiable path for training (no in-place ops). Per block of T tokens
-  it forms the pairwise decays exp(A·(S_t − S_s)), s ≤ t, from the block's cumulative Δ sums S
-  (all exponents ≤ 0, so nothing overflows) and carries the state between blocks.
+- `scan_differentiable`: the training path, an autograd Function whose backward is the
+  reverse-time recurrence over the stored states (one contiguous op per token either way).
 - `scan_cuda`: mamba-ssm's `selective_scan_fn`, which has no initial-state argument; exact
   continuation comes from `add_initial_state`, see there. `step_cuda`: its decode-step kernel.
 """
@@ -81,45 +80,69 @@ def scan_blocked(
     return y.transpose(0, 1), hs[0].transpose(1, 2).contiguous()
 
 
-# Tokens per block of `scan_chunked`: its saved activations are b·l·T·d·n floats per layer, its
-# Python overhead ~l/T steps.
-CHUNK_TOKENS = 8
+class _DifferentiableScan(torch.autograd.Function):
+    """Sequential scan with a hand-written backward (the reverse-time recurrence).
+
+    Forward stores every state h_0..h_l as [l+1, b, n, d] (time-major, channel-innermost, so each
+    token's update is one contiguous `addcmul`), which is b·l·d·n floats per layer: autograd's
+    own graph of the same loop would hold several times that in per-token nodes. Backward, with
+    G_t = ∂L/∂h_t (total, including later tokens), runs
+        G_t = C_t ⊗ ∂L/∂y_t + exp(Δ_{t+1} A) ⊙ G_{t+1}        (G_l starts from ∂L/∂h_l)
+    and reads every parameter gradient off G and the stored states:
+        ∂exp(Δ_t A) = G_t ⊙ h_{t-1},   ∂(Δ_t B_t x_t) = G_t,   ∂h_0 = exp(Δ_1 A) ⊙ G_1.
+    """
+
+    @staticmethod
+    def forward(ctx, x, delta, A, B, C, state):
+        A_nd = A.t()  # [n, d]
+        delta_t, x_t = delta.transpose(0, 1), x.transpose(0, 1)  # [l, b, d]
+        B_t, C_t = B.transpose(0, 1), C.transpose(0, 1)  # [l, b, n]
+        dA = torch.exp(delta_t[:, :, None, :] * A_nd)  # [l, b, n, d]
+        hs = torch.empty((x.shape[1] + 1, *dA.shape[1:]), dtype=x.dtype, device=x.device)
+        hs[0] = state.transpose(1, 2)
+        torch.mul(B_t[:, :, :, None], (delta_t * x_t)[:, :, None, :], out=hs[1:])  # Δ_t B_t x_t
+        h_views, a_views = hs.unbind(0), dA.unbind(0)
+        for t in range(x.shape[1]):
+            h_views[t + 1].addcmul_(a_views[t], h_views[t])
+        y = (hs[1:] * C_t[:, :, :, None]).sum(2).transpose(0, 1)  # [b, l, d]
+        ctx.save_for_backward(x, delta, A, B, C, hs)
+        return y, hs[-1].transpose(1, 2).contiguous()
+
+    @staticmethod
+    def backward(ctx, dy, dlast):
+        x, delta, A, B, C, hs = ctx.saved_tensors
+        l = x.shape[1]
+        A_nd = A.t()
+        delta_t, x_t = delta.transpose(0, 1), x.transpose(0, 1)  # [l, b, d]
+        B_t, C_t = B.transpose(0, 1), C.transpose(0, 1)  # [l, b, n]
+        dA = torch.exp(delta_t[:, :, None, :] * A_nd)  # [l, b, n, d]
+        dy_t = dy.transpose(0, 1) if dy is not None else torch.zeros_like(x_t)
+        G = torch.mul(C_t[:, :, :, None], dy_t[:, :, None, :])  # the y_t terms, made total in place
+        g_views, a_views = G.unbind(0), dA.unbind(0)
+        if dlast is not None:
+            g_views[l - 1].add_(dlast.transpose(1, 2))
+        for t in range(l - 1, 0, -1):
+            g_views[t - 1].addcmul_(a_views[t], g_views[t])
+        dstate = (a_views[0] * g_views[0]).transpose(1, 2) if l else dlast
+        # Every gradient below is one product over [l, b, n, d] and a sum over n or over d;
+        # spelled out rather than einsum, which would permute and copy these large tensors.
+        dC = (hs[1:] * dy_t[:, :, None, :]).sum(-1)  # [l, b, n]
+        d_log = hs[:-1].mul(dA).mul_(G)  # ∂L/∂(Δ_t A) = G_t ⊙ h_{t-1} ⊙ exp(Δ_t A)
+        dA_param = (d_log * delta_t[:, :, None, :]).sum((0, 1)).t()  # [d, n]
+        ddelta = d_log.mul_(A_nd).sum(2)  # [l, b, d], the decay's share
+        dB = (G * (delta_t * x_t)[:, :, None, :]).sum(-1)  # [l, b, n]
+        GB = G.mul_(B_t[:, :, :, None]).sum(2)  # ∂L/∂(Δ_t x_t), [l, b, d]
+        ddelta += GB * x_t
+        dx = GB.mul_(delta_t)
+        return dx.transpose(0, 1), ddelta.transpose(0, 1), dA_param, dB.transpose(0, 1), dC.transpose(0, 1), dstate
 
 
-def scan_chunked(
+def scan_differentiable(
     x: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor, state: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Differentiable blocked scan for training, equal to `scan_reference` up to rounding.
-
-    Within a block, with S_t = Σ_{s≤t} Δ_s (block-local cumulative sum, per channel):
-        h_t = exp(A·S_t) ⊙ h_0 + Σ_{s≤t} exp(A·(S_t − S_s)) ⊙ (Δ_s x_s) B_s
-    The pairwise decay is masked to s ≤ t *before* the exp (the difference is set to 0, then the
-    term zeroed), so no exponent is positive and no inf/NaN reaches the gradients.
-    """
-    l, T = x.shape[1], CHUNK_TOKENS
-    h = state
-    ys = []
-    for start in range(0, l, T):
-        sl = slice(start, min(start + T, l))
-        y_block, h = _scan_chunk(x[:, sl], delta[:, sl], A, B[:, sl], C[:, sl], h)
-        ys.append(y_block)
-    y = torch.cat(ys, dim=1) if ys else x.new_zeros(x.shape)
-    return y, h
-
-
-def _scan_chunk(
-    x: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor, h0: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """One block of `scan_chunked`: x, delta [b, T, d]; B, C [b, T, n]; h0 [b, d, n]."""
-    T = x.shape[1]
-    S = torch.cumsum(delta, dim=1)  # [b, T, d]
-    causal = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()  # [t, s]: s ≤ t
-    diff = (S[:, :, None] - S[:, None, :]).masked_fill(~causal[None, :, :, None], 0.0)  # [b, t, s, d] ≥ 0
-    decay = torch.exp(diff[..., None] * A) * causal[None, :, :, None, None]  # [b, t, s, d, n]
-    u = delta * x  # [b, T, d]
-    hs = torch.einsum("btsdn,bsd,bsn->btdn", decay, u, B) + torch.exp(S[..., None] * A) * h0[:, None]
-    y = torch.einsum("btdn,btn->btd", hs, C)
-    return y, hs[:, -1]
+    """The training scan: `scan_reference`'s values with gradients for every input, at the cost
+    of one [l+1, b, n, d] float32 state history per call (see `_DifferentiableScan`)."""
+    return _DifferentiableScan.apply(x, delta, A, B, C, state)
 
 
 def add_initial_state(

@@ -7,12 +7,11 @@ import pytest
 import torch
 
 import model.mamba as mamba_mod
-import model.scan as scan_mod
 from model import load_model
 from model.config import JambaConfig
 from model.jamba import JambaLM
 from model.projector import pool_features
-from model.scan import scan_chunked, scan_reference
+from model.scan import scan_differentiable, scan_reference
 from model.testing import write_tiny_longllava
 
 TRAIN_LM = dict(
@@ -45,27 +44,26 @@ def _inputs(b=2, l=21, d=6, n=4, seed=0, dtype=torch.float32, delta_scale=1.0):
 
 
 @pytest.mark.parametrize("l", [1, 7, 8, 21])
-@pytest.mark.parametrize("chunk", [1, 3, 8, 64])
-def test_chunked_scan_equals_reference(monkeypatch, l, chunk):
-    monkeypatch.setattr(scan_mod, "CHUNK_TOKENS", chunk)
-    inputs = _inputs(l=l)
+@pytest.mark.parametrize("b", [1, 3])
+def test_differentiable_scan_equals_reference(l, b):
+    inputs = _inputs(b=b, l=l)
     y_ref, h_ref = scan_reference(*inputs)
-    y, h = scan_chunked(*inputs)
+    y, h = scan_differentiable(*inputs)
     torch.testing.assert_close(y, y_ref, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(h, h_ref, atol=1e-5, rtol=1e-5)
 
 
-def test_chunked_scan_gradcheck(monkeypatch):
-    monkeypatch.setattr(scan_mod, "CHUNK_TOKENS", 2)
-    inputs = _inputs(b=1, l=5, d=2, n=3, dtype=torch.float64)
-    assert torch.autograd.gradcheck(scan_chunked, inputs)
+@pytest.mark.parametrize("l", [1, 5])
+def test_differentiable_scan_gradcheck(l):
+    inputs = _inputs(b=2, l=l, d=2, n=3, dtype=torch.float64)
+    assert torch.autograd.gradcheck(scan_differentiable, inputs)
 
 
 @pytest.mark.parametrize("delta_scale", [1.0, 30.0])
-def test_chunked_scan_gradients_equal_reference(delta_scale):
+def test_differentiable_scan_gradients_equal_reference(delta_scale):
     """Also with large steps, where exp(-A·S) of a naive cumulative form would overflow."""
     grads = []
-    for scan in (scan_reference, scan_chunked):
+    for scan in (scan_reference, scan_differentiable):
         inputs = _inputs(l=37, delta_scale=delta_scale)
         y, h = scan(*inputs)
         (y.square().mean() + h.sum()).backward()
@@ -100,7 +98,7 @@ def test_inference_paths_are_kept_without_grad(monkeypatch):
     def forbidden(*args):
         raise AssertionError("training path used for inference")
 
-    monkeypatch.setattr(mamba_mod, "scan_chunked", forbidden)
+    monkeypatch.setattr(mamba_mod, "scan_differentiable", forbidden)
     lm = _train_lm().requires_grad_(False)
     ids = torch.randint(0, 61, (1, 9))
     lm(ids)
@@ -111,7 +109,7 @@ def test_inference_paths_are_kept_without_grad(monkeypatch):
 def test_backward_through_lm_matches_reference_scan():
     ids = torch.randint(0, 61, (2, 23), generator=torch.Generator().manual_seed(2))
     grads = []
-    for scan in (None, scan_reference):  # None: the automatic training choice, scan_chunked
+    for scan in (None, scan_reference):  # None: the automatic training choice, scan_differentiable
         lm = _train_lm()
         lm.set_scan(scan)
         logits = lm(ids[:, :-1], logits_to_keep=None)
