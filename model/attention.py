@@ -9,7 +9,10 @@ with the context (REFERENCE §2). So `causal_attention` is a tiled online-softma
 (FlashAttention's recurrence in plain PyTorch): key tiles left of the diagonal need no mask, the
 few tiles on it get an [l_q, s_k] one, tiles right of it are skipped. GQA folds the g query heads
 of a KV head into the query rows, so K/V are never repeated. Memory: a few score tiles (~24 MB).
-On CUDA, SDPA with a lower-right causal bias reaches the flash kernels, which do the same.
+On CUDA, SDPA with a lower-right causal bias reaches the flash kernels, which do the same. On
+CPU, when this torch has its private flash kernel (it returns each row's log-sum-exp),
+`causal_attention_flash_cpu` runs the cached keys and the chunk's own keys as two kernel calls
+merged exactly; the tiled attention is the fallback and the twin it is tested against.
 While autograd records (training), `Attention` uses differentiable twins instead (see
 `_attend_for_training`): the tiles are updated in place, which autograd cannot replay.
 """
@@ -57,6 +60,38 @@ def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch
     return out.view(b, h, l, hd)
 
 
+# PyTorch's CPU flash-attention kernel, which returns the log-sum-exp of each query row; private
+# (the public SDPA returns no LSE), so looked up once and optional.
+_FLASH_CPU = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+
+
+def flash_cpu_available() -> bool:
+    return _FLASH_CPU is not None
+
+
+def causal_attention_flash_cpu(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Bottom-right causal GQA attention from two calls of PyTorch's CPU flash kernel, merged
+    exactly by their log-sum-exps: the chunk against the cached keys (every key visible, no
+    mask; GQA folds the g query heads into the rows as in `causal_attention`, so the cache is
+    never repeated) and the chunk against its own keys (a square, where top-left `is_causal` is
+    the right mask; only these l keys are repeated for GQA). Same contract as `causal_attention`."""
+    b, h, l, hd = q.shape
+    h_kv, s = k.shape[1], k.shape[2]
+    g, past = h // h_kv, s - l
+    k_new, v_new = k[:, :, past:], v[:, :, past:]
+    if g > 1:
+        k_new, v_new = k_new.repeat_interleave(g, dim=1), v_new.repeat_interleave(g, dim=1)
+    own, own_lse = _FLASH_CPU(q, k_new, v_new, 0.0, True)  # [b, h, l, hd], [b, h, l]
+    if past == 0:
+        return own
+    rows = q.reshape(b, h_kv, g * l, hd)
+    cached, cached_lse = _FLASH_CPU(rows, k[:, :, :past], v[:, :, :past], 0.0, False)
+    cached, cached_lse = cached.reshape(b, h, l, hd), cached_lse.reshape(b, h, l)
+    total = torch.logaddexp(cached_lse, own_lse)
+    out = cached.float() * (cached_lse - total).exp_()[..., None]
+    return out.addcmul_(own.float(), (own_lse - total).exp_()[..., None]).to(q.dtype)
+
+
 def causal_attention_cuda(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """SDPA with a lower-right causal bias: on CUDA it dispatches to the flash / memory-efficient
     kernels, which align the causal mask bottom-right without materialising it. Same contract as
@@ -94,6 +129,14 @@ def _attend_block(rows: torch.Tensor, k: torch.Tensor, v: torch.Tensor, first_po
     return (acc / denom).to(rows.dtype).view(b, h_kv, g, lq, hd)
 
 
+def _attend_for_device(device: torch.device):
+    """CUDA: SDPA with a lower-right bias; CPU: the flash kernel pair when this torch has it,
+    else the tiled attention."""
+    if device.type == "cuda":
+        return causal_attention_cuda
+    return causal_attention_flash_cpu if _FLASH_CPU is not None and device.type == "cpu" else causal_attention
+
+
 class Attention(nn.Module):
     """Parameter names as transformers' `JambaAttention` (and AI21's)."""
 
@@ -115,8 +158,7 @@ class Attention(nn.Module):
         k_all, v_all = cache.append(k, v)
         out = self._attend_for_training(q, k, v, k_all, v_all) if q.requires_grad else None
         if out is None:
-            attend = causal_attention_cuda if x.device.type == "cuda" else causal_attention
-            out = attend(q, k_all, v_all)
+            out = _attend_for_device(x.device)(q, k_all, v_all)
         return self.o_proj(out.transpose(1, 2).reshape(b, l, -1))
 
     @staticmethod

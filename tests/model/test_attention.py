@@ -6,7 +6,13 @@ import pytest
 import torch
 
 import model.attention as attn_mod
-from model.attention import attention_reference, causal_attention, causal_attention_cuda
+from model.attention import (
+    attention_reference,
+    causal_attention,
+    causal_attention_cuda,
+    causal_attention_flash_cpu,
+    flash_cpu_available,
+)
 from model.cache import AttentionCache, new_cache
 from model.config import JambaConfig
 
@@ -35,6 +41,28 @@ def test_sdpa_lower_right_path_equals_reference(l, s):
     """The CUDA path's use of SDPA + causal_lower_right, checked on CPU (where it runs unfused)."""
     q, k, v = _qkv(l, s)
     torch.testing.assert_close(causal_attention_cuda(q, k, v), attention_reference(q, k, v), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.skipif(not flash_cpu_available(), reason="this torch has no CPU flash-attention op")
+@pytest.mark.parametrize(("l", "s"), [(1, 1), (1, 40), (7, 7), (7, 40), (40, 40), (33, 1000)])
+@pytest.mark.parametrize(("h", "h_kv"), [(6, 2), (4, 4)])
+def test_flash_cpu_merge_equals_reference(l, s, h, h_kv):
+    """Cached keys and the chunk's own keys attended separately, merged by log-sum-exp; K/V are
+    views into a larger cache buffer, as `AttentionCache.append` returns them."""
+    q, k, v = _qkv(l, s + 9, h=h, h_kv=h_kv)
+    q = q[:, :, :l]
+    k, v = k[:, :, :s], v[:, :, :s]
+    torch.testing.assert_close(
+        causal_attention_flash_cpu(q, k, v), attention_reference(q, k, v), atol=1e-5, rtol=1e-5
+    )
+
+
+@pytest.mark.skipif(not flash_cpu_available(), reason="this torch has no CPU flash-attention op")
+def test_flash_cpu_merge_in_bfloat16():
+    q, k, v = (t.bfloat16() for t in _qkv(16, 64))
+    out = causal_attention_flash_cpu(q, k, v)
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), attention_reference(q, k, v).float(), atol=2e-2, rtol=2e-2)
 
 
 def test_reference_is_bottom_right_aligned():
