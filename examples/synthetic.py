@@ -279,6 +279,24 @@ def tile(rng: random.Random, size: int = FRAME_SIZE, rows: int = 2, cols: int = 
     return Item("tile", (LargePicture(image, rows, cols),), question, TILE_NAMES[(rows, cols)][cell], {"cell": cell})
 
 
+def attribute_frame(rng: random.Random, size: int = FRAME_SIZE) -> tuple[Image.Image, dict[str, int]]:
+    """A frame for vision pretraining and its labels: colour and shape index (len(COLORS) and
+    len(SHAPES) for "no object"), and the object's column and row third (-100: none). Objects
+    span every task's sizes (motion's small ones to describe's large ones); 15 % are empty."""
+    background = _background(rng)
+    if rng.random() < 0.15:
+        labels = {"color": len(COLORS), "shape": len(SHAPES), "column": -100, "row": -100}
+        return draw_frame([], background=background, size=size, rng=rng), labels
+    obj = random_object(rng, radius=(0.16, 0.34))
+    labels = {
+        "color": list(COLORS).index(obj.color),
+        "shape": SHAPES.index(obj.shape),
+        "column": min(2, int(obj.x * 3)),
+        "row": min(2, int(obj.y * 3)),
+    }
+    return draw_frame([obj], background=background, size=size, rng=rng), labels
+
+
 TASKS: dict[str, Callable[..., Item]] = {
     "describe": describe,
     "compare": compare,

@@ -4,17 +4,22 @@ real LongLLaVA checkpoint directory that `model.load_model` reads.
     python examples/train_demo_model.py --out benchmarks/out/demo_train            # train + export + eval
     python examples/train_demo_model.py --out benchmarks/out/demo_train --eval-only
     python examples/train_demo_model.py --out benchmarks/out/demo_train --stop-after-minutes 20  # resumable
+    python examples/train_demo_model.py --out benchmarks/out/demo_train --layout mamba   # the comparison
 
-The recipe is LongLLaVA's progressive one (arXiv 2409.02889 §4), scaled down:
+The recipe is LongLLaVA's progressive one (arXiv 2409.02889 §4), scaled down, after a stage 0
+that stands in for the pretrained CLIP the paper starts from (nothing can be downloaded here):
+  0   vision pretraining: the CLIP tower (with throwaway linear heads on its pooled features)
+      classifies each frame's object colour, shape and position; the tower is frozen afterwards,
+      as the paper keeps CLIP frozen;
   I   alignment: single-image descriptions ("red circle");
   II  single-image instructions: descriptions and which tile of a large image holds an object;
   III multi-image and video instructions (compare, needle, count, temporal order, motion) with
       replay of the stage I/II data.
-Unlike the paper, neither the CLIP tower nor the LM is pretrained (nothing can be downloaded),
-so every stage trains all parameters; stage I only shapes the vision-to-language path first.
+Stages I-III train the projector and the LM. The paper's stage I trains the projector alone on
+a pretrained LM; ours has no pretrained LM, so it learns its words from stage I on.
 The loss is on answer tokens only (and the EOS that ends them). Everything runs through our own
 model code: the CLIP tower, 2d pooling, projector, and the Jamba LM on the spliced embeddings
-(with `scan_chunked` and differentiable attention, chosen automatically while autograd records).
+(with `scan_differentiable` and differentiable attention, chosen automatically while autograd records).
 
 Seeded and resumable: the data of step s is a function of (seed, s), and a training state is
 written every `--save-every` steps; rerunning the same command continues from it.
@@ -81,6 +86,20 @@ LM_CONFIG = dict(
     bos_token_id=1,
     eos_token_id=2,
 )
+# The architecture comparison (issue 7): the same recipe and layer count with every mixer Mamba
+# or every mixer attention. Attention mixers are lighter (q/k/v/o 49K vs Mamba's 108K parameters
+# at this width), so the pure-attention model has ~10 % fewer parameters; RESULTS.md lists them.
+LAYOUTS = {
+    "hybrid": {},
+    "mamba": {"attn_layer_period": 7, "attn_layer_offset": 6},  # no layer index i < 6 has i % 7 == 6
+    "attention": {"attn_layer_period": 1, "attn_layer_offset": 0},
+}
+
+
+def lm_config(layout: str = "hybrid") -> dict:
+    return {**LM_CONFIG, **LAYOUTS[layout]}
+
+
 # 56 px images in 14 px patches: a 4×4 grid, 2d-pooled to 2×2 = 4 tokens per image.
 CLIP_CONFIG = dict(
     hidden_size=64,
@@ -106,6 +125,7 @@ MM_CONFIG = dict(
     tokenizer_model_max_length=16384,
 )
 SPECIAL_TOKENS = ("<|pad|>", "<|startoftext|>", "<|endoftext|>", "<|unk|>")
+MARKUP_TOKENS = ("<img>", "</img>", "<t>", "<vid>", "</vid>", "<|User|>", "<|Assistant|>")
 MARKUP_LINES = (
     "<|startoftext|><|User|>\n<img><image></img>\n",
     "<vid><img><image></img><t><img><image></img><t><img><image></img></vid>",
@@ -144,6 +164,9 @@ def train_tokenizer(lines: Sequence[str], vocab_size: int) -> HFTokenizer:
     )
     corpus = [line for line in MARKUP_LINES for _ in range(50)] + list(lines)
     tokenizer.train_from_iterator(corpus, trainer=trainer)
+    # One token per separator, so a frame costs 4 image + 3 markup tokens (`<img>`, `</img>`,
+    # `<t>`) rather than the ~8 pieces BPE makes of them.
+    tokenizer.add_tokens(list(MARKUP_TOKENS))
     return tokenizer
 
 
@@ -156,10 +179,10 @@ def write_tokenizer(directory: Path) -> None:
     (directory / "special_tokens_map.json").write_text(json.dumps(roles, indent=2) + "\n", encoding="utf-8")
 
 
-def build_model(tokenizer_dir: Path, seed: int) -> LongLLaVA:
+def build_model(tokenizer_dir: Path, seed: int, layout: str = "hybrid") -> LongLLaVA:
     torch.manual_seed(seed)
     config = ModelConfig(
-        lm=JambaConfig.from_dict(LM_CONFIG),
+        lm=JambaConfig.from_dict(lm_config(layout)),
         mm=LongLLaVAConfig.from_dict(MM_CONFIG),
         vision=CLIPVisionConfig.from_dict(CLIP_CONFIG),
     )
@@ -197,14 +220,14 @@ def checkpoint_tensors(model: LongLLaVA) -> dict[str, torch.Tensor]:
     return {k: v.detach().contiguous().clone() for k, v in tensors.items()}
 
 
-def export(model: LongLLaVA, tokenizer_dir: Path, out: Path) -> Path:
+def export(model: LongLLaVA, tokenizer_dir: Path, out: Path, layout: str = "hybrid") -> Path:
     """Write config.json, model.safetensors and the tokenizer files into `out`."""
     out.mkdir(parents=True, exist_ok=True)
     config = {
         "architectures": ["LlavaJambaForCausalLM"],
         "model_type": "llava_jamba",
         "torch_dtype": "float32",
-        **LM_CONFIG,
+        **lm_config(layout),
         **MM_CONFIG,
         "vision_config": CLIP_CONFIG,
         "demo_model": "trained on synthetic images and videos by examples/train_demo_model.py",
@@ -244,8 +267,54 @@ def prompt_segments(model: LongLLaVA, item: synthetic.Item, groups: list) -> tup
 
 
 def encode_pixels(model: LongLLaVA, pixels: torch.Tensor) -> torch.Tensor:
-    """[N, 3, S, S] -> [N, t, e] with autograd (LongLLaVA.encode_images is inference-only)."""
-    return model.projector(pool_features(model.vision(pixels), model.pooling))
+    """[N, 3, S, S] -> [N, t, e] with autograd through the projector, and through the CLIP tower
+    while it trains (LongLLaVA.encode_images is inference-only)."""
+    tower_trains = any(p.requires_grad for p in model.vision.parameters())
+    with torch.set_grad_enabled(torch.is_grad_enabled() and tower_trains):
+        features = model.vision(pixels)
+    return model.projector(pool_features(features, model.pooling))
+
+
+# Stage 0: the heads read the pooled features [N, t, e] flattened; "no object" is one more class.
+ATTRIBUTE_CLASSES = {
+    "color": len(synthetic.COLORS) + 1,
+    "shape": len(synthetic.SHAPES) + 1,
+    "column": 3,
+    "row": 3,
+}
+
+
+def pretrain_vision(model: LongLLaVA, args: argparse.Namespace) -> list[dict]:
+    """Stage 0: train the CLIP tower to name each frame's object colour, shape and position third
+    through throwaway linear heads on its pooled features; returns the log records."""
+    tokens = model.tokens_per_image * model.config.vision.hidden_size
+    heads = torch.nn.ModuleDict({k: torch.nn.Linear(tokens, n) for k, n in ATTRIBUTE_CLASSES.items()})
+    optimizer = torch.optim.AdamW([*model.vision.parameters(), *heads.parameters()], lr=args.vision_lr)
+    records, correct, losses = [], [], []
+    for step in range(args.vision_steps):
+        rng = random.Random(f"vision:{args.seed}:{step}")
+        frames, labels = zip(*(synthetic.attribute_frame(rng) for _ in range(args.vision_batch_size)), strict=True)
+        pixels = torch.stack([preprocess_image(frame, model.image_size) for frame in frames])
+        features = pool_features(model.vision(pixels), model.pooling).flatten(1)
+        loss = torch.zeros(())
+        hits = []
+        for name, head in heads.items():
+            target = torch.tensor([label[name] for label in labels])
+            logits = head(features)
+            loss = loss + F.cross_entropy(logits, target, ignore_index=-100)
+            hits.append(((logits.argmax(1) == target) | (target == -100)).float())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+        correct.append(torch.stack(hits).prod(0).mean().item())  # every attribute right
+        if (step + 1) % args.log_every == 0 or step + 1 == args.vision_steps:
+            record = {"step": step + 1, "stage": "0", "loss": sum(losses) / len(losses)}
+            record["all_attributes_right"] = round(sum(correct) / len(correct), 3)
+            print(json.dumps(record), flush=True)
+            records.append(record)
+            losses, correct = [], []
+    return records
 
 
 def splice(model: LongLLaVA, segments: Sequence, features: torch.Tensor) -> torch.Tensor:
@@ -328,20 +397,26 @@ def train(args: argparse.Namespace) -> LongLLaVA:
     tokenizer_dir = out / "tokenizer"
     if not (tokenizer_dir / "tokenizer.json").exists():
         write_tokenizer(tokenizer_dir)
-    model = build_model(tokenizer_dir, args.seed).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01, betas=(0.9, 0.98))
+    model = build_model(tokenizer_dir, args.seed, args.layout).train()
     state_file = out / "train_state.pt"
+    log = (out / "train_log.jsonl").open("a", encoding="utf-8")
+    state = torch.load(state_file, weights_only=False) if state_file.exists() else None
+    if state is None:
+        for record in pretrain_vision(model, args):
+            log.write(json.dumps(record) + "\n")
+    model.vision.requires_grad_(False)  # frozen after stage 0, as the paper keeps CLIP frozen
+    trained = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trained, lr=args.lr, weight_decay=0.01, betas=(0.9, 0.98))
     step = 0
-    if state_file.exists():
-        state = torch.load(state_file, weights_only=False)
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         step = state["step"]
         print(f"resumed at step {step}", flush=True)
-    log = (out / "train_log.jsonl").open("a", encoding="utf-8")
     start, window = time.time(), []
     deadline = start + 60 * args.stop_after_minutes if args.stop_after_minutes else math.inf
-    while step < args.steps and time.time() < deadline:
+    last = min(args.steps, step + args.stop_after_steps) if args.stop_after_steps else args.steps
+    while step < last and time.time() < deadline:
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, args.steps, args.lr)
         items = items_for_step(args.seed, step, args.steps, args.batch_size, args.max_frames)
@@ -359,7 +434,7 @@ def train(args: argparse.Namespace) -> LongLLaVA:
             log.write(json.dumps(record) + "\n")
             log.flush()
             window = []
-        if step % args.save_every == 0 or step == args.steps or time.time() >= deadline:
+        if step % args.save_every == 0 or step == last or time.time() >= deadline:
             state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step}
             torch.save(state, state_file.with_suffix(".tmp"))
             state_file.with_suffix(".tmp").replace(state_file)
@@ -408,6 +483,8 @@ EVAL_SETTINGS = (
     ("motion", {}),
     ("order@16", {"num_frames": 16}),
     ("order@32", {"num_frames": 32}),
+    ("order@128", {"num_frames": 128}),
+    ("count@8", {"num_frames": 8}),
     ("count@16", {"num_frames": 16}),
     ("count@32", {"num_frames": 32}),
     ("needle@16", {"num_frames": 16}),
@@ -420,29 +497,34 @@ EVAL_SETTINGS = (
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default="benchmarks/out/demo_train", help="run folder (state, log, model/)")
-    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--steps", type=int, default=2400)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--max-frames", type=int, default=64, help="longest training video")
+    parser.add_argument("--max-frames", type=int, default=128, help="longest training video")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--save-every", type=int, default=100)
     parser.add_argument("--log-every", type=int, default=20)
     parser.add_argument("--eval-items", type=int, default=50, help="fresh items per evaluation setting")
     parser.add_argument("--eval-only", action="store_true", help="evaluate the exported model/ and stop")
+    parser.add_argument("--vision-steps", type=int, default=3000, help="stage 0 steps")
+    parser.add_argument("--vision-batch-size", type=int, default=32)
+    parser.add_argument("--vision-lr", type=float, default=1e-3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--layout", choices=list(LAYOUTS), default="hybrid", help="mixer layout (hybrid ships)")
     parser.add_argument(
         "--stop-after-minutes",
         type=float,
         default=None,
         help="save and stop early (then export and evaluate); rerun the same command to continue",
     )
+    parser.add_argument("--stop-after-steps", type=int, default=None, help="save and stop after this many steps")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if not args.eval_only:
         trained = train(args)
-        export(trained.eval(), out / "tokenizer", out / "model")
+        export(trained.eval(), out / "tokenizer", out / "model", args.layout)
         size = sum(f.stat().st_size for f in (out / "model").iterdir())
         print(f"wrote {out / 'model'} ({size / 1e6:.1f} MB)", flush=True)
     model = load_model(out / "model")  # the exported directory, through the public loader

@@ -120,3 +120,18 @@ def test_tile_answer_holds_the_object(synthetic, seed):
 def test_template_text_covers_every_answer(synthetic):
     text = set(synthetic.template_text())
     assert {f"{c} {s}" for c in synthetic.COLORS for s in synthetic.SHAPES} <= text
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_attribute_frame_labels_match_the_pixels(synthetic, seed):
+    import random
+
+    image, labels = synthetic.attribute_frame(random.Random(seed))
+    colors = _object_colors(synthetic, image)
+    if labels["color"] == len(synthetic.COLORS):
+        assert colors == set() and labels["shape"] == len(synthetic.SHAPES) and labels["column"] == -100
+        return
+    assert colors == {list(synthetic.COLORS)[labels["color"]]}
+    pixels = np.argwhere((np.asarray(image) == synthetic.COLORS[list(synthetic.COLORS)[labels["color"]]]).all(-1))
+    row, column = (pixels.mean(0) / image.size[0] * 3).astype(int).clip(0, 2)
+    assert abs(int(row) - labels["row"]) <= 1 and abs(int(column) - labels["column"]) <= 1

@@ -60,3 +60,65 @@ def test_steps_are_reproducible_and_stages_progress(trainer):
     stages = [trainer.stage_at(s, 1000)[0] for s in (0, 149, 150, 299, 300, 999)]
     assert stages == ["I", "I", "II", "II", "III", "III"]
     assert {i.task for s in range(10) for i in trainer.items_for_step(0, s, 1000, 4, 16)} == {"describe"}
+
+
+def test_separators_are_single_tokens(built):
+    _, model = built
+    encode = model.tokenizer.encode
+    assert [len(encode(s)) for s in ("<img>", "</img>", "<t>", "<vid>", "</vid>")] == [1] * 5
+    assert len(encode("</img><t><img>")) == 3
+    assert model.tokenizer.decode(encode("<vid><img>red circle</img></vid>")) == "<vid><img>red circle</img></vid>"
+
+
+@pytest.mark.parametrize(
+    ("layout", "types"), [("hybrid", "MMAMMA"), ("mamba", "MMMMMM"), ("attention", "AAAAAA")]
+)
+def test_layouts(trainer, built, layout, types):
+    directory, _ = built
+    model = trainer.build_model(directory / "tokenizer", seed=0, layout=layout)
+    assert "".join(t[0].upper() for t in model.config.lm.layer_types) == types
+    out = trainer.export(model.eval(), directory / "tokenizer", directory / f"model_{layout}", layout)
+    assert load_model(out).config.lm.layer_types == model.config.lm.layer_types
+
+
+def test_vision_pretraining_trains_the_tower_only_through_its_heads(trainer, built):
+    import argparse
+
+    directory, _ = built
+    model = trainer.build_model(directory / "tokenizer", seed=1).train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    args = argparse.Namespace(vision_steps=4, vision_batch_size=6, vision_lr=1e-3, seed=0, log_every=2)
+    records = trainer.pretrain_vision(model, args)
+    assert [r["step"] for r in records] == [2, 4] and all(0 <= r["all_attributes_right"] <= 1 for r in records)
+    after = model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith("vision.") for k in changed)
+
+
+def test_frozen_tower_gets_no_gradient(trainer, synthetic, built):
+    directory, _ = built
+    model = trainer.build_model(directory / "tokenizer", seed=2).train()
+    model.vision.requires_grad_(False)
+    loss, _ = trainer.batch_loss(model, [synthetic.make_item("needle", 0, num_frames=4)])
+    loss.backward()
+    assert all(p.grad is None for p in model.vision.parameters())
+    assert model.projector[0].weight.grad.abs().sum() > 0
+
+
+def test_training_resumes_where_it_stopped(trainer, tmp_path):
+    """Two runs of 2 steps each equal one run of 4 (same data, same optimizer state)."""
+    import argparse
+
+    def run(out, stop_after_steps=None):
+        args = argparse.Namespace(
+            out=str(out), steps=4, batch_size=2, lr=1e-3, max_frames=4, seed=0, save_every=3, log_every=1,
+            layout="hybrid", vision_steps=2, vision_batch_size=4, vision_lr=1e-3, stop_after_minutes=None,
+            stop_after_steps=stop_after_steps,
+        )
+        return trainer.train(args)
+
+    whole = run(tmp_path / "a")
+    run(tmp_path / "b", stop_after_steps=2)
+    resumed = run(tmp_path / "b")
+    for (name, a), b in zip(whole.state_dict().items(), resumed.state_dict().values(), strict=True):
+        torch.testing.assert_close(b, a, msg=name)
