@@ -1,9 +1,17 @@
-"""Write the small demo media used by the README: a 12-second clip of a red square crossing a
-blue background, and a folder of three pictures. Run from the repository root:
+"""Write the small demo media used by the README, drawn like the demo model's training data
+(examples/synthetic.py, 56-px frames of coloured shapes) from fixed seeds. Run from the
+repository root:
 
     python examples/make_demo_media.py
 
-The files are committed, so this only documents how they were made (and remakes them).
+- `shapes.mp4`: 64 frames at 8 fps; every frame is empty but one, which shows the object the
+  README asks about ("Which object appears in the video?").
+- `order.mp4`: 32 frames at 8 fps; two objects in two frames ("Which appears first, ...?").
+- `pictures/1.png` .. `3.png`: one object each ("What is in the image?").
+
+The videos are H.264 in 4:4:4 at constant quantiser 0 (lossless up to the RGB↔YUV rounding), so
+what the model sees is what was drawn. The files are committed; `demo_items()` also gives the
+questions and answers, which the tests check the packaged model against.
 """
 
 from __future__ import annotations
@@ -12,41 +20,44 @@ from pathlib import Path
 
 import av
 import numpy as np
-from PIL import Image, ImageDraw
+import synthetic
 
 HERE = Path(__file__).parent
-WIDTH, HEIGHT, FPS, SECONDS = 160, 120, 10, 12
+FPS = 8
+# (file, task, seed, options): the seeds are fixed so the media and answers never change.
+DEMO = (
+    ("shapes.mp4", "needle", 31, {"num_frames": 64, "depth": 0.6}),
+    ("order.mp4", "order", 7, {"num_frames": 32}),
+    ("pictures/1.png", "describe", 101, {}),
+    ("pictures/2.png", "describe", 102, {}),
+    ("pictures/3.png", "describe", 103, {}),
+)
 
 
-def frame_at(t: int) -> np.ndarray:
-    """Frame t: a red square moving left to right over a blue background, with a green floor."""
-    image = Image.new("RGB", (WIDTH, HEIGHT), (40, 70, 160))
-    draw = ImageDraw.Draw(image)
-    draw.rectangle([0, HEIGHT - 20, WIDTH, HEIGHT], fill=(40, 150, 60))
-    x = int((WIDTH - 30) * t / (FPS * SECONDS - 1))
-    draw.rectangle([x, HEIGHT - 50, x + 30, HEIGHT - 20], fill=(220, 40, 40))
-    return np.asarray(image)
+def demo_items() -> dict[str, synthetic.Item]:
+    """Each demo file's item: its frames or pictures, question and answer."""
+    return {name: synthetic.make_item(task, seed, **options) for name, task, seed, options in DEMO}
 
 
-def write_clip(path: Path) -> None:
+def write_video(path: Path, frames) -> None:
     with av.open(str(path), "w") as container:
         stream = container.add_stream("libx264", rate=FPS)
-        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
-        stream.options = {"g": "25", "crf": "30", "preset": "veryslow"}
-        for t in range(FPS * SECONDS):
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame_at(t), format="rgb24")))
+        stream.width, stream.height, stream.pix_fmt = frames[0].width, frames[0].height, "yuv444p"
+        stream.options = {"qp": "0", "preset": "veryslow", "g": "32"}
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(np.asarray(frame), format="rgb24")))
         container.mux(stream.encode())
 
 
-def write_pictures(folder: Path) -> None:
-    folder.mkdir(exist_ok=True)
-    for name, colour in (("1-red.png", (220, 40, 40)), ("2-green.png", (40, 180, 60)), ("3-blue.png", (40, 70, 200))):
-        image = Image.new("RGB", (96, 72), (235, 235, 235))
-        ImageDraw.Draw(image).ellipse([24, 12, 72, 60], fill=colour)
-        image.save(folder / name)
+def main() -> None:
+    for name, item in demo_items().items():
+        if name.endswith(".mp4"):
+            write_video(HERE / name, item.visuals[0].frames)
+        else:
+            (HERE / name).parent.mkdir(exist_ok=True)
+            item.visuals[0].image.save(HERE / name)
+        print(f"{HERE / name}: {item.question!r} -> {item.answer!r}")
 
 
 if __name__ == "__main__":
-    write_clip(HERE / "clip.mp4")
-    write_pictures(HERE / "pictures")
-    print("wrote", HERE / "clip.mp4", "and", HERE / "pictures")
+    main()

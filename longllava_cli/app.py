@@ -180,11 +180,17 @@ def _generation_options(
 
 
 def _model_request(model: Path | None, *, device: str, dtype: Dtype, vision_tower: Path | None) -> ModelRequest:
+    """The checkpoint to load; with none configured, the built-in demo model, announced on stderr."""
     if model is None:
-        raise UsageError(
-            "no model given: pass --model DIR (a LongLLaVA checkpoint folder), set LONGLLAVA_MODEL, "
-            "or put `model: DIR` in the config file"
-        )
+        from model.demo import DEMO_NOTICE, demo_model_dir
+
+        model = demo_model_dir()
+        if model is None:
+            raise UsageError(
+                "no model given: pass --model DIR (a LongLLaVA checkpoint folder), set LONGLLAVA_MODEL, "
+                "or put `model: DIR` in the config file"
+            )
+        note(DEMO_NOTICE)
     return ModelRequest(
         path=model, device=device, dtype=None if dtype == Dtype.auto else dtype.value, vision_tower=vision_tower
     )
@@ -661,8 +667,7 @@ def estimate(
     from longllava_cli.report import default_budget, print_estimate
 
     if model is None:
-        _model_request(model, device="auto", dtype=dtype, vision_tower=vision_tower)  # raises the usage error
-    assert model is not None
+        model = _model_request(model, device="auto", dtype=dtype, vision_tower=vision_tower).path
     try:
         budget = parse_size(gpu_memory) if gpu_memory else None
     except ValueError as e:

@@ -80,8 +80,15 @@ def test_info_and_estimate_commands(runner, tiny_model):
     assert tight.exit_code == 0 and "does NOT fit" in tight.stdout
 
 
-def test_estimate_needs_a_model(runner):
-    assert runner.invoke(app, ["estimate", "--frames", "8"]).exit_code == 2
+def test_estimate_without_a_model_uses_the_demo_model(runner, monkeypatch):
+    from model.demo import DEMO_NOTICE
+
+    result = runner.invoke(app, ["estimate", "--frames", "8", "--gpu-memory", "1GB", "--json"])
+    assert result.exit_code == 0, result.output
+    assert DEMO_NOTICE in result.stderr
+    monkeypatch.setattr("model.demo.demo_model_dir", lambda: None)  # an install without it
+    missing = runner.invoke(app, ["estimate", "--frames", "8"])
+    assert missing.exit_code == 2 and "no model given" in missing.stderr
 
 
 def test_estimate_bad_size_is_usage_error(runner, tiny_model):
