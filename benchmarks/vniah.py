@@ -1,16 +1,22 @@
 """Synthetic V-NIAH (REFERENCE §6, issue 7): find one needle frame in a haystack video.
 
-    python benchmarks/vniah.py --model benchmarks/out/demo_train/model --trials 4
-    python benchmarks/vniah.py --model DIR --frames 16 64 --depths 0 0.5 1 --trials 2
+    python benchmarks/vniah.py                                        # the built-in demo model
+    python benchmarks/vniah.py --model hybrid=benchmarks/out/demo_hybrid/model \\
+        --model mamba=benchmarks/out/demo_mamba/model --model attention=benchmarks/out/demo_attention/model
+    python benchmarks/vniah.py --frames 16 64 --depths 0 0.5 1 --trials 2   # a quick look
 
-Each cell (haystack length × needle depth) draws `trials` needle items from
-examples/synthetic.py (seeds never used in training), writes the frames as a folder of PNGs
-(lossless; a folder is laid out like a video) and asks through `model.api.ask`, the same engine
-the CLI uses, with `num_frames` equal to the haystack length so every frame is seen. Prints the
-accuracy grid and writes it as JSON, and as a heatmap PNG (Pillow; no plotting library needed).
+Each cell (haystack length × needle depth) draws `--trials` needle items from
+examples/synthetic.py (seeds never used in training: the trainer's are < 10⁷ and keyed by
+task), writes each haystack once as a folder of PNGs (lossless; a folder is read like a video)
+and asks every model through `model.api.ask`, the engine the CLI uses, with `num_frames` equal
+to the haystack length so every frame is seen. A model is right when its greedy answer is
+exactly the needle's name ("red circle").
 
-Skeleton (issue 7 item 4): the grid, the engine call and the outputs work; the architecture
-comparison (hybrid / pure Mamba / pure attention) and the timing columns are still to come.
+Per model it prints the accuracy grid and, at the longest haystack, the prefill time (mean over
+its asks), the whole ask's time and the peak memory: the process's peak RSS over the ask minus
+its RSS before it (VmHWM, reset before each ask through /proc/self/clear_refs). Writes
+grid.json, one heatmap PNG per model (Pillow; no plotting library needed), and ends with one
+JSON line of the figures.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from PIL import Image, ImageDraw
 
 from model import load_model
 from model.api import ask
+from model.demo import demo_model_dir
 from model.engine import GenerationOptions
 from sampling import SamplingOptions
 
@@ -47,32 +54,91 @@ def load_synthetic() -> ModuleType:
     return module
 
 
-def run_cell(model, synthetic: ModuleType, num_frames: int, depth: float, trials: int, seed: int) -> float:
-    correct = 0
-    for trial in range(trials):
-        item = synthetic.make_item("needle", seed + trial, num_frames=num_frames, depth=depth)
-        with tempfile.TemporaryDirectory() as folder:
-            for i, frame in enumerate(item.visuals[0].frames):
-                frame.save(Path(folder) / f"frame_{i:05d}.png")
+def write_haystacks(synthetic: ModuleType, frames, depths, trials: int, root: Path) -> dict:
+    """{(num_frames, depth): [(folder, question, answer), ...]}: every trial's frames as PNGs."""
+    cells = {}
+    for num_frames in frames:
+        for d, depth in enumerate(depths):
+            cells[num_frames, depth] = []
+            for trial in range(trials):
+                seed = SEED_BASE + 1000 * num_frames + 100 * d + trial
+                item = synthetic.make_item("needle", seed, num_frames=num_frames, depth=depth)
+                folder = root / f"{num_frames}_{d}_{trial}"
+                folder.mkdir()
+                for i, frame in enumerate(item.visuals[0].frames):
+                    frame.save(folder / f"frame_{i:05d}.png")
+                cells[num_frames, depth].append((folder, item.question, item.answer))
+    return cells
+
+
+def memory_status() -> dict[str, int]:
+    """VmRSS and VmHWM of this process, bytes."""
+    values = {}
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith(("VmRSS:", "VmHWM:")):
+                values[line.split(":")[0]] = int(line.split()[1]) * 1024
+    return values
+
+
+def reset_peak_rss() -> bool:
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def run_model(model_dir: str, cells: dict, longest: int) -> dict:
+    model = load_model(model_dir)
+    grid: dict[int, dict[float, float]] = {}
+    prefill, total, peaks = [], [], []
+    for (num_frames, depth), trials in cells.items():
+        correct = 0
+        for folder, question, answer in trials:
+            measure = num_frames == longest and reset_peak_rss()
+            before = memory_status()["VmRSS"]
             result = ask(
                 model,
-                [folder],
-                item.question,
-                sampling=SamplingOptions(num_frames=num_frames, max_frames=max(num_frames, 1)),
+                [str(folder)],
+                question,
+                sampling=SamplingOptions(num_frames=num_frames, max_frames=num_frames),
                 generation=GenerationOptions(max_new_tokens=8),
             )
-        correct += result.answers[0].text.strip() == item.answer
-    return correct / trials
+            correct += result.answers[0].text.strip() == answer
+            if num_frames == longest:
+                prefill.append(result.timings["prefill"])
+                total.append(result.timings["total"])
+                if measure:
+                    peaks.append(memory_status()["VmHWM"] - before)
+        grid.setdefault(num_frames, {})[depth] = correct / len(trials)
+    params = sum(p.numel() for p in model.parameters())
+    return {
+        "grid": grid,
+        "mean": _mean(v for row in grid.values() for v in row.values()),
+        "by_frames": {n: _mean(row.values()) for n, row in grid.items()},
+        "parameters": params,
+        "layers": "".join("A" if t == "attention" else "M" for t in model.config.lm.layer_types),
+        f"prefill_s_at_{longest}": _mean(prefill),
+        f"ask_s_at_{longest}": _mean(total),
+        f"peak_memory_mib_at_{longest}": max(peaks) / 2**20 if peaks else None,
+    }
 
 
-def write_heatmap(grid: dict[int, dict[float, float]], path: Path, cell: int = 48) -> None:
-    """Rows: haystack lengths; columns: depths; red (0) to green (1)."""
+def _mean(values) -> float:
+    values = list(values)
+    return sum(values) / len(values) if values else float("nan")
+
+
+def write_heatmap(grid: dict[int, dict[float, float]], path: Path, title: str, cell: int = 48) -> None:
+    """Rows: haystack lengths; columns: needle depths; red (0) to green (1)."""
     lengths, depths = list(grid), list(next(iter(grid.values())))
-    left, top = 60, 30
+    left, top = 60, 46
     image = Image.new("RGB", (left + cell * len(depths) + 10, top + cell * len(lengths) + 10), "white")
     draw = ImageDraw.Draw(image)
+    draw.text((5, 5), title, fill="black")
     for c, depth in enumerate(depths):
-        draw.text((left + c * cell + 10, 10), f"{depth:g}", fill="black")
+        draw.text((left + c * cell + 10, 26), f"{depth:g}", fill="black")
     for r, length in enumerate(lengths):
         draw.text((5, top + r * cell + cell // 3), str(length), fill="black")
         for c, depth in enumerate(depths):
@@ -83,31 +149,62 @@ def write_heatmap(grid: dict[int, dict[float, float]], path: Path, cell: int = 4
     image.save(path)
 
 
+def parse_models(specs: list[str] | None) -> dict[str, str]:
+    if not specs:
+        demo = demo_model_dir()
+        if demo is None:
+            raise SystemExit("no --model given and this install has no built-in demo model")
+        return {"demo": str(demo)}
+    models = {}
+    for spec in specs:
+        name, _, path = spec.rpartition("=")
+        models[name or Path(path).name] = path
+    return models
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="Synthetic needle-in-a-video-haystack accuracy grid.")
-    parser.add_argument("--model", required=True, help="LongLLaVA checkpoint directory")
+    parser.add_argument("--model", action="append", help="NAME=DIR or DIR, repeatable (default: the demo model)")
     parser.add_argument("--frames", type=int, nargs="+", default=list(FRAMES))
     parser.add_argument("--depths", type=float, nargs="+", default=list(DEPTHS))
     parser.add_argument("--trials", type=int, default=4)
-    parser.add_argument("--out", default="benchmarks/out/vniah", help="folder for grid.json and heatmap.png")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--out", default="benchmarks/out/vniah", help="folder for grid.json and heatmaps")
     args = parser.parse_args()
-    model = load_model(args.model)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    models = parse_models(args.model)
     synthetic = load_synthetic()
-    grid: dict[int, dict[float, float]] = {}
-    started = time.perf_counter()
-    for num_frames in args.frames:
-        grid[num_frames] = {}
-        for d, depth in enumerate(args.depths):
-            seed = SEED_BASE + 1000 * num_frames + 100 * d
-            grid[num_frames][depth] = run_cell(model, synthetic, num_frames, depth, args.trials, seed)
-        row = "  ".join(f"{grid[num_frames][depth]:.2f}" for depth in args.depths)
-        print(f"{num_frames:>5} frames: {row}   ({time.perf_counter() - started:.0f} s)", flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    mean = sum(v for row in grid.values() for v in row.values()) / sum(len(row) for row in grid.values())
-    (out / "grid.json").write_text(json.dumps({"model": args.model, "grid": grid, "mean": mean}, indent=2) + "\n")
-    write_heatmap(grid, out / "heatmap.png")
-    print(f"mean accuracy {mean:.3f}; wrote {out / 'grid.json'} and {out / 'heatmap.png'}")
+    longest = max(args.frames)
+    results = {}
+    with tempfile.TemporaryDirectory() as root:
+        started = time.perf_counter()
+        cells = write_haystacks(synthetic, args.frames, args.depths, args.trials, Path(root))
+        print(f"wrote {len(cells) * args.trials} haystacks in {time.perf_counter() - started:.0f} s", flush=True)
+        for name, model_dir in models.items():
+            started = time.perf_counter()
+            results[name] = result = run_model(model_dir, cells, longest)
+            print(f"\n{name} ({model_dir}; layers {result['layers']}, {result['parameters']:,} parameters)")
+            print("frames  " + "  ".join(f"d={d:<4g}" for d in args.depths) + "  mean")
+            for num_frames, row in result["grid"].items():
+                accs = "  ".join(f"{row[d]:6.2f}" for d in args.depths)
+                print(f"{num_frames:>6}  {accs}  {result['by_frames'][num_frames]:.2f}")
+            prefill, total = result[f"prefill_s_at_{longest}"], result[f"ask_s_at_{longest}"]
+            peak = result[f"peak_memory_mib_at_{longest}"]
+            print(
+                f"mean {result['mean']:.3f}; at {longest} frames: prefill {prefill:.2f} s, ask {total:.2f} s, "
+                f"peak memory +{peak:.0f} MiB ({time.perf_counter() - started:.0f} s)",
+                flush=True,
+            )
+            write_heatmap(result["grid"], out / f"heatmap_{name}.png", f"V-NIAH {name}: frames x depth")
+    record = {"trials": args.trials, "frames": args.frames, "depths": args.depths, "models": models, "results": results}
+    (out / "grid.json").write_text(json.dumps(record, indent=2) + "\n")
+    print(f"wrote {out / 'grid.json'} and heatmaps")
+    print(json.dumps({name: {k: v for k, v in r.items() if k != "grid"} for name, r in results.items()}))
 
 
 if __name__ == "__main__":
