@@ -158,7 +158,17 @@ def test_ask_usage_errors_exit_2(runner, fake, video, args, message):
     assert not fake.loads
 
 
-def test_ask_without_model_is_a_usage_error(runner, fake, video):
+def test_ask_without_model_uses_the_demo_model(runner, fake, video):
+    from model.demo import DEMO_MODEL_DIR, DEMO_NOTICE
+
+    result = invoke(runner, "ask", video, "q")
+    assert result.exit_code == 0, result.output
+    assert [r.path for r in fake.loads] == [DEMO_MODEL_DIR]
+    assert result.stderr.strip().splitlines() == [DEMO_NOTICE]
+
+
+def test_ask_without_model_or_demo_is_a_usage_error(runner, fake, video, monkeypatch):
+    monkeypatch.setattr("model.demo.demo_model_dir", lambda: None)  # an install without it
     result = invoke(runner, "ask", video, "q")
     assert result.exit_code == 2
     assert "--model" in result.output and "LONGLLAVA_MODEL" in result.output
