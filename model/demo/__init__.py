@@ -4,10 +4,11 @@ coloured shapes by `examples/train_demo_model.py`, shipped as package data in th
 LongLLaVA format (config.json, model.safetensors, tokenizer files) and loaded by the same
 `model.load_model` as real checkpoints.
 
-It answers the synthetic tasks' questions (which object a video shows, which came first, how
-many frames show a colour, which tile holds an object, ...) about 56-px frames of coloured
-circles, squares, triangles and crosses; it knows nothing else. The CLI uses it when no model
-is configured, and says so on stderr (`DEMO_NOTICE`).
+It answers the synthetic tasks' questions about 56-px frames of coloured circles, squares,
+triangles and crosses, and knows nothing else: reliably which object a video shows (up to 1000
+frames), which of two came first and what a picture shows; poorly how many frames show a colour
+or which of several pictures shows an object (benchmarks/RESULTS.md has the figures). The CLI
+uses it when no model is configured, and says so on stderr (`DEMO_NOTICE`).
 """
 
 from __future__ import annotations
