@@ -71,14 +71,13 @@ def write_haystacks(synthetic: ModuleType, frames, depths, trials: int, root: Pa
     return cells
 
 
-def memory_status() -> dict[str, int]:
-    """VmRSS and VmHWM of this process, bytes."""
-    values = {}
+def current_rss() -> int:
+    """VmRSS of this process, bytes (the peak comes with each ask's result)."""
     with open("/proc/self/status", encoding="ascii") as status:
         for line in status:
-            if line.startswith(("VmRSS:", "VmHWM:")):
-                values[line.split(":")[0]] = int(line.split()[1]) * 1024
-    return values
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise OSError("no VmRSS in /proc/self/status")
 
 
 def reset_peak_rss() -> bool:
@@ -97,7 +96,7 @@ def run_model(model_dir: str, cells: dict, longest: int) -> dict:
         correct = 0
         for folder, question, answer in trials:
             measure = num_frames == longest and reset_peak_rss()
-            before = memory_status()["VmRSS"]
+            before = current_rss()
             result = ask(
                 model,
                 [str(folder)],
@@ -110,7 +109,7 @@ def run_model(model_dir: str, cells: dict, longest: int) -> dict:
                 prefill.append(result.timings["prefill"])
                 total.append(result.timings["total"])
                 if measure:
-                    peaks.append(memory_status()["VmHWM"] - before)
+                    peaks.append(result.peak_memory_bytes - before)  # VmHWM on CPU
         grid.setdefault(num_frames, {})[depth] = correct / len(trials)
     params = sum(p.numel() for p in model.parameters())
     return {

@@ -134,7 +134,7 @@ def _attend_for_device(device: torch.device):
     else the tiled attention."""
     if device.type == "cuda":
         return causal_attention_cuda
-    return causal_attention_flash_cpu if _FLASH_CPU is not None and device.type == "cpu" else causal_attention
+    return causal_attention_flash_cpu if device.type == "cpu" and flash_cpu_available() else causal_attention
 
 
 class Attention(nn.Module):

@@ -116,10 +116,10 @@ class _DifferentiableScan(torch.autograd.Function):
         delta_t, x_t = delta.transpose(0, 1), x.transpose(0, 1)  # [l, b, d]
         B_t, C_t = B.transpose(0, 1), C.transpose(0, 1)  # [l, b, n]
         dA = torch.exp(delta_t[:, :, None, :] * A_nd)  # [l, b, n, d]
-        dy_t = dy.transpose(0, 1) if dy is not None else torch.zeros_like(x_t)
+        dy_t = dy.transpose(0, 1)  # autograd materialises absent gradients as zeros
         G = torch.mul(C_t[:, :, :, None], dy_t[:, :, None, :])  # the y_t terms, made total in place
         g_views, a_views = G.unbind(0), dA.unbind(0)
-        if dlast is not None:
+        if l:
             g_views[l - 1].add_(dlast.transpose(1, 2))
         for t in range(l - 1, 0, -1):
             g_views[t - 1].addcmul_(a_views[t], g_views[t])
