@@ -34,6 +34,7 @@ def describe_environment() -> dict[str, Any]:
     """Versions, devices, CUDA kernels and video decoders available to this process."""
     import torch
 
+    from model.cpu_kernels import kernels_status
     from model.scan import mamba_kernels_available
 
     cuda = torch.cuda.is_available()
@@ -53,6 +54,7 @@ def describe_environment() -> dict[str, Any]:
         "mamba_kernels": mamba_kernels_available(torch.device("cuda")) if cuda else False,
         "mamba_ssm": _version("mamba-ssm"),
         "causal_conv1d": _version("causal-conv1d"),
+        "cpu_kernels": dict(zip(("compiled", "detail"), kernels_status(), strict=True)),
         "video_backends": {
             name: _version(dist) or "installed" if _importable(name) else None for name, dist in VIDEO_BACKENDS.items()
         },
@@ -89,6 +91,7 @@ def _gib(n: int) -> str:
 def print_info(data: dict[str, Any]) -> None:
     env = data["environment"]
     backends = ", ".join(f"{k} {v}" if v else f"{k} (not available)" for k, v in env["video_backends"].items())
+    cpu = env["cpu_kernels"]
     devices = ", ".join(f"{d['name']} ({_gib(d['memory_bytes'])})" for d in env["cuda_devices"]) or "none"
     rows: list[tuple[str, Any]] = [
         ("longllava", env["longllava"] or "not installed"),
@@ -96,7 +99,8 @@ def print_info(data: dict[str, Any]) -> None:
         ("torch", env["torch"]),
         ("cuda", f"{env['cuda_version']} available" if env["cuda_available"] else "not available"),
         ("gpus", devices),
-        ("mamba kernels", "available" if env["mamba_kernels"] else "not available (PyTorch scan is used)"),
+        ("mamba kernels", "available" if env["mamba_kernels"] else "not available"),
+        ("cpu kernels", "compiled" if cpu["compiled"] else f"not used ({cpu['detail']}): PyTorch mixer code"),
         ("video backends", backends),
     ]
     model = data.get("model")

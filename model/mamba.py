@@ -14,7 +14,9 @@ The conv context and the SSM state come from the caller's `MambaCache` and are w
 a prefill in chunks of any size equals one pass (transformers' Jamba resets the conv context on
 every multi-token call and its kernel path restarts the scan from zero: REFERENCE §2). The conv
 and the scan run in float32 whatever the model dtype. While autograd records (training), the
-scan is the differentiable `scan_differentiable` unless `JambaLM.set_scan` forced one.
+scan is the differentiable `scan_differentiable` unless `JambaLM.set_scan` forced one. CPU
+inference uses the compiled kernels of `model.cpu_kernels` (conv; softplus + scan + D skip + gate
+in one pass) where a C compiler built them, else the PyTorch code here and `scan_blocked`.
 Parameter names are transformers' `JambaMambaMixer` names (loading.py maps AI21's).
 """
 
@@ -26,6 +28,7 @@ from torch import nn
 
 from model.cache import MambaCache
 from model.config import JambaConfig
+from model.cpu_kernels import MAX_D_CONV, MAX_D_STATE, causal_conv_compiled, kernels_available, mamba_inner_compiled
 from model.norm import RMSNorm
 from model.scan import mamba_kernels_available, scan_blocked, scan_cuda, scan_differentiable, step_cuda
 
@@ -99,17 +102,34 @@ class MambaMixer(nn.Module):
             self.A_log.copy_(torch.log(torch.arange(1, n + 1, dtype=torch.float32)).expand_as(self.A_log))
             self.D.fill_(1.0)
 
+    def _use_cpu_kernels(self, h: torch.Tensor) -> bool:
+        """The compiled kernels (model.cpu_kernels) serve CPU inference where they built; training
+        (autograd recording) and a scan forced by `set_scan` keep the PyTorch path."""
+        return (
+            self.scan_impl is None
+            and h.device.type == "cpu"
+            and not (torch.is_grad_enabled() and (h.requires_grad or self.in_proj.weight.requires_grad))
+            and self.d_state <= MAX_D_STATE
+            and self.conv1d.kernel_size[0] <= MAX_D_CONV
+            and kernels_available()
+        )
+
     def forward(self, h: torch.Tensor, cache: MambaCache) -> torch.Tensor:
         """h: [b, l, e] -> [b, l, e] in h's dtype; reads and updates `cache` in place."""
         fast = mamba_kernels_available(h.device)
+        compiled = not fast and self._use_cpu_kernels(h)
         x, z = self.in_proj(h).chunk(2, dim=-1)
-        conv = causal_conv_cuda if fast else causal_conv
+        conv = causal_conv_cuda if fast else causal_conv_compiled if compiled else causal_conv
         x, cache.conv = conv(x, cache.conv, self.conv1d.weight, self.conv1d.bias)  # float32 [b, l, d]
         dt, B, C = self.x_proj(x.to(h.dtype)).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
         if self.inner_norms:
             dt, B, C = self.dt_layernorm(dt), self.b_layernorm(B), self.c_layernorm(C)
-        delta = F.softplus((dt @ self.dt_proj.weight.T).float() + self.dt_proj.bias.float())
+        dt = (dt @ self.dt_proj.weight.T).float()
         A = -torch.exp(self.A_log.float())
+        if compiled:  # softplus, scan, D skip and gate in one pass
+            y, cache.ssm = mamba_inner_compiled(x, dt, self.dt_proj.bias, A, B, C, self.D, z, cache.ssm)
+            return self.out_proj(y.to(h.dtype))
+        delta = F.softplus(dt + self.dt_proj.bias.float())
         scan = self.scan_impl or ((step_cuda if h.shape[1] == 1 else scan_cuda) if fast else scan_blocked)
         if self.scan_impl is None and torch.is_grad_enabled() and (x.requires_grad or delta.requires_grad):
             scan = scan_differentiable  # training: the other scans work in place and have no backward

@@ -49,7 +49,7 @@ def test_contact_sheet(run_cli, video, image, tmp_path):
 def test_info(run_cli):
     result = run_cli("info")
     assert result.returncode == 0, result.stderr
-    for key in ("torch", "cuda", "mamba kernels", "video backends"):
+    for key in ("torch", "cuda", "mamba kernels", "cpu kernels", "video backends"):
         assert key in result.stdout
 
 

@@ -1,0 +1,241 @@
+"""Compiled CPU kernels for the Mamba mixer (`kernels/mamba_cpu.c`), built on first use, optional.
+
+- `scan_compiled`: the selective scan, same contract as every scan in `model.scan` (shapes there).
+- `mamba_inner_compiled`: the same scan fused with softplus(dt + bias) before it and the D skip
+  and SiLU gate after it, i.e. everything between x_proj/dt_proj and out_proj.
+- `causal_conv_compiled`: the depthwise causal conv + SiLU, same contract as `mamba.causal_conv`.
+Each equals its PyTorch twin up to float32 rounding (exp and log are polynomials to ~2 ulp). The
+scan keeps a block of 64 channels' state in L1 for the whole sequence and does all elementwise
+math in registers, where `scan_blocked` pays one dispatched op per token and a pass over memory
+for every intermediate.
+
+Nothing here is required: without a C compiler (`$CC`, else `cc`, `gcc` or `clang`), when the
+build fails, or with `LONGLLAVA_CPU_KERNELS=0`, `kernels_status()` says why and the mixer uses
+its PyTorch twins. The shared library is built once per source, compiler and CPU into
+`$XDG_CACHE_HOME/longllava/kernels` (else `~/.cache/...`, else the temp dir), written under a
+temporary name and renamed, so concurrent first uses do not see a half-written file.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import torch
+
+KERNEL_SOURCE = Path(__file__).with_name("kernels") / "mamba_cpu.c"
+DISABLE_ENV = "LONGLLAVA_CPU_KERNELS"  # "0" turns the compiled kernels off
+MAX_D_STATE = 256  # MAX_N in the C source
+MAX_D_CONV = 16  # MAX_K
+# No FP-exception semantics are used, so selects may evaluate both sides: the loops vectorise.
+_COMMON_FLAGS = ("-fno-trapping-math", "-fno-math-errno", "-fPIC", "-shared", "-pthread", "-std=c11")
+# Tried in order: the first for this CPU's vector units, the second where -march=native is unknown.
+COMPILE_FLAGS = (
+    ("-O3", "-march=native", *_COMMON_FLAGS),
+    ("-O3", *_COMMON_FLAGS),
+)
+# Below this many elementary updates a call runs on one thread: starting threads costs more.
+PARALLEL_MIN_WORK = 1 << 16
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    path = Path(base) / "longllava" / "kernels"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        if os.access(path, os.W_OK):
+            return path
+    except OSError:
+        pass
+    path = Path(tempfile.gettempdir()) / f"longllava-kernels-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _cpu_identity() -> str:
+    """The CPU's model and feature flags (a library built with -march=native is only valid there)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return platform.processor()
+    wanted = ("model name", "flags", "Features", "CPU part")
+    return "\n".join(sorted({line for line in lines if line.split(":")[0].strip() in wanted}))
+
+
+def _find_compiler() -> str | None:
+    for name in (os.environ.get("CC"), "cc", "gcc", "clang"):
+        if name and (path := shutil.which(name)):
+            return path
+    return None
+
+
+def _build(compiler: str) -> Path:
+    """Compile the kernel (or find it already compiled); raises OSError/CalledProcessError."""
+    source = KERNEL_SOURCE.read_bytes()
+    version = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=60).stdout
+    errors = []
+    for flags in COMPILE_FLAGS:
+        key = hashlib.sha256(
+            b"\0".join(x.encode() if isinstance(x, str) else x for x in (source, compiler, version, *flags))
+            + _cpu_identity().encode()
+            + platform.machine().encode()
+        ).hexdigest()[:16]
+        target = _cache_dir() / f"mamba_cpu-{key}.so"
+        if target.exists():
+            return target
+        partial = target.with_name(f"{target.stem}.{os.getpid()}.tmp")
+        result = subprocess.run(
+            [compiler, *flags, "-o", str(partial), str(KERNEL_SOURCE)], capture_output=True, text=True, timeout=300
+        )
+        if result.returncode == 0:
+            partial.replace(target)
+            return target
+        partial.unlink(missing_ok=True)
+        errors.append(result.stderr.strip().splitlines()[-1] if result.stderr.strip() else f"exit {result.returncode}")
+    raise OSError(f"{Path(compiler).name} failed: {errors[-1]}")
+
+
+@functools.lru_cache(maxsize=1)
+def _load() -> tuple[ctypes.CDLL | None, str]:
+    """(library, where it came from) or (None, why not); decided once per process."""
+    if os.environ.get(DISABLE_ENV, "1").strip().lower() in ("0", "false", "no", "off"):
+        return None, f"disabled by {DISABLE_ENV}"
+    compiler = _find_compiler()
+    if compiler is None:
+        return None, "no C compiler found (set CC)"
+    try:
+        library = ctypes.CDLL(str(_build(compiler)))
+    except (OSError, subprocess.SubprocessError) as e:
+        return None, f"build failed: {e}"
+    pointer, size = ctypes.c_void_p, ctypes.c_int64
+    library.selective_scan_f32.argtypes = [pointer] * 8 + [size] * 2 + [pointer] * 2 + [size] * 5
+    library.causal_conv_silu_f32.argtypes = [pointer, size, size, pointer, pointer, pointer, pointer] + [size] * 5
+    for function in (library.selective_scan_f32, library.causal_conv_silu_f32):
+        function.restype = ctypes.c_int
+    return library, str(Path(library._name))
+
+
+def kernels_status() -> tuple[bool, str]:
+    """(available, detail): the library's path, or why the PyTorch twins are used instead."""
+    library, detail = _load()
+    return library is not None, detail
+
+
+def kernels_available() -> bool:
+    return _load()[0] is not None
+
+
+def _library() -> ctypes.CDLL:
+    library, detail = _load()
+    if library is None:
+        raise RuntimeError(f"the compiled CPU kernels are not available: {detail}")
+    return library
+
+
+def _threads(work: int) -> int:
+    return torch.get_num_threads() if work >= PARALLEL_MIN_WORK else 1
+
+
+def _float32(*tensors: torch.Tensor) -> list[torch.Tensor]:
+    return [t.float().contiguous() for t in tensors]
+
+
+def scan_compiled(
+    x: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor, state: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The compiled scan (shapes as `model.scan`; CPU tensors). Inputs are not modified."""
+    return _scan(x, delta, A, B, C, state)
+
+
+def mamba_inner_compiled(
+    x: torch.Tensor,
+    dt: torch.Tensor,
+    dt_bias: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor,
+    z: torch.Tensor,
+    state: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(scan(x, softplus(dt + dt_bias), A, B, C, state).y + D ⊙ x) ⊙ silu(z), and the new state.
+
+    x, dt, z: [b, l, d] (z may be a strided view, e.g. a half of in_proj's output); dt_bias, D: [d];
+    A: [d, n]; B, C: [b, l, n]; state: [b, d, n]. Returns (y [b, l, d], new state [b, d, n]),
+    float32. Equals `MambaMixer`'s PyTorch path between dt_proj and out_proj.
+    """
+    return _scan(x, dt, A, B, C, state, dt_bias=dt_bias, D=D, z=z)
+
+
+def _scan(x, delta, A, B, C, state, dt_bias=None, D=None, z=None) -> tuple[torch.Tensor, torch.Tensor]:
+    library = _library()
+    b, l, d = x.shape
+    n = A.shape[1]
+    if n > MAX_D_STATE:
+        raise ValueError(f"d_state {n} exceeds the compiled scan's limit {MAX_D_STATE}")
+    x, delta, A, B, C = _float32(x, delta, A, B, C)
+    dt_bias_f, D_f = (None if t is None else t.float().contiguous() for t in (dt_bias, D))
+    z_f = None
+    if z is not None:
+        z_f = z.float()
+        if z_f.stride(-1) != 1:
+            z_f = z_f.contiguous()
+    new_state = state.float().clone(memory_format=torch.contiguous_format)
+    y = torch.empty_like(x)
+    library.selective_scan_f32(
+        *(t.data_ptr() if t is not None else None for t in (x, delta, A, B, C, dt_bias_f, D_f, z_f)),
+        *((z_f.stride(0), z_f.stride(1)) if z_f is not None else (0, 0)),
+        new_state.data_ptr(),
+        y.data_ptr(),
+        b,
+        l,
+        d,
+        n,
+        _threads(b * l * d * n),
+    )
+    return y, new_state
+
+
+def causal_conv_compiled(
+    x: torch.Tensor, tail: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Depthwise causal conv with left context, then SiLU (contract of `mamba.causal_conv`).
+
+    x: [b, l, d] (a strided view is read in place if float32); tail: [b, k-1, d]; weight:
+    [d, 1, k]; bias: [d] or None. Returns (silu(conv) [b, l, d], new tail [b, k-1, d]), float32.
+    """
+    library = _library()
+    b, l, d = x.shape
+    k = weight.shape[-1]
+    if not 1 <= k <= MAX_D_CONV:
+        raise ValueError(f"d_conv {k} is outside the compiled conv's range 1..{MAX_D_CONV}")
+    xf = x.float()
+    if xf.stride(-1) != 1:
+        xf = xf.contiguous()
+    tail_f, taps = _float32(tail, weight.squeeze(1).t())  # taps: [k, d]
+    bias_f = None if bias is None else bias.float().contiguous()
+    out = x.new_empty((b, l, d), dtype=torch.float32)
+    library.causal_conv_silu_f32(
+        xf.data_ptr(),
+        xf.stride(0),
+        xf.stride(1),
+        tail_f.data_ptr(),
+        taps.data_ptr(),
+        None if bias_f is None else bias_f.data_ptr(),
+        out.data_ptr(),
+        b,
+        l,
+        d,
+        k,
+        _threads(b * l * d * k),
+    )
+    # The k-1 inputs before the next call: x's last rows, preceded by the old tail when l < k-1.
+    new_tail = xf[:, l - (k - 1) :] if l >= k - 1 else torch.cat([tail_f, xf], dim=1)[:, l:]
+    return out, new_tail.clone(memory_format=torch.contiguous_format)

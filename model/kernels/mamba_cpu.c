@@ -1,0 +1,236 @@
+/* Jamba's Mamba mixer on the CPU: the selective scan (optionally fused with softplus(dt + bias)
+ * in front and the D skip and SiLU gate behind) and the depthwise causal conv + SiLU, each
+ * continuing from carried state. model/scan.py and model/mamba.py have the math and the PyTorch
+ * twins these must equal; model/cpu_kernels.py builds and calls this file.
+ *
+ *     delta_t = softplus(dt_t + dt_bias)                                     (if dt_bias)
+ *     h_t = exp(delta_t * A) * h_{t-1} + delta_t * B_t * x_t        y_t = sum_n C_t[n] h_t[n]
+ *     y_t = (y_t + D * x_t) * silu(z_t)                                      (if D, z)
+ *
+ * Shapes (float32): x, delta, y [b, l, d] contiguous; A [d, n]; B, C [b, l, n] contiguous;
+ * z [b, l, d] with strides (z_batch, z_row, 1); state [b, d, n] is read as h before the first
+ * token and overwritten with h after the last.
+ *
+ * Why: in PyTorch every token costs a dispatched op over [b, n, d] and every intermediate a pass
+ * over memory. Here a block of BLOCK channels keeps its [n, BLOCK] state in L1 for the whole
+ * sequence and all elementwise math happens in registers. Channel blocks are independent, so
+ * threads split them without synchronisation. Plain C11 + pthreads (no OpenMP runtime beside
+ * torch's); gcc and clang vectorise the BLOCK-wide loops.
+ */
+#include <pthread.h>
+#include <stdint.h>
+#include <string.h>
+
+#define BLOCK 64   /* channels per block: 4 AVX-512 or 16 NEON vectors */
+#define MAX_N 256  /* largest d_state (Jamba and LongLLaVA use 16) */
+#define MAX_K 16   /* largest d_conv (they use 4) */
+#define MAX_THREADS 64
+#define CONV_ROWS 64 /* tokens per conv work item */
+
+/* exp(v) to ~2 ulp: Cephes' expf polynomial after range reduction, inlinable and vectorisable
+ * (libm's expf is neither). v is clamped to [-86, 88]: exp(-86) = 4e-38 stays a normal float
+ * (no denormal slow path) and stands for the 0 it approximates. */
+static inline float exp_approx(float v) {
+    v = v < -86.0f ? -86.0f : (v > 88.0f ? 88.0f : v);
+    float k = v * 1.44269504088896341f;
+    k = (k + 12582912.0f) - 12582912.0f; /* round to nearest via 1.5 * 2^23 */
+    float r = v - k * 0.693359375f + k * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    int32_t bits = ((int32_t)k + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+}
+
+/* log(u) for u >= 1 (Cephes' logf). */
+static inline float log_approx(float u) {
+    int32_t bits;
+    memcpy(&bits, &u, sizeof bits);
+    float e = (float)(((bits >> 23) & 0xff) - 126);
+    bits = (bits & 0x807fffff) | 0x3f000000; /* mantissa in [0.5, 1) */
+    float m;
+    memcpy(&m, &bits, sizeof m);
+    const int small = m < 0.707106781186547524f;
+    e = small ? e - 1.0f : e;
+    const float x = small ? m + m - 1.0f : m - 1.0f, z = x * x;
+    float y = 7.0376836292e-2f;
+    y = y * x - 1.1514610310e-1f;
+    y = y * x + 1.1676998740e-1f;
+    y = y * x - 1.2420140846e-1f;
+    y = y * x + 1.4249322787e-1f;
+    y = y * x - 1.6668057665e-1f;
+    y = y * x + 2.0000714765e-1f;
+    y = y * x - 2.4999993993e-1f;
+    y = y * x + 3.3333331174e-1f;
+    y = y * x * z - 2.12194440e-4f * e - 0.5f * z;
+    return x + y + 0.693359375f * e;
+}
+
+/* torch's softplus (beta 1, threshold 20). log1p(e) as log(u) * e / (u - 1), u = 1 + e, keeps
+ * full relative precision when e is tiny (Goldberg's trick). */
+static inline float softplus(float v) {
+    /* Every value computed unconditionally, then selected: the loop stays branch-free. */
+    const float e = exp_approx(v), u = 1.0f + e, m = u - 1.0f;
+    const float log1p_e = m == 0.0f ? e : log_approx(u) * (e / (m == 0.0f ? 1.0f : m));
+    return v > 20.0f ? v : log1p_e;
+}
+
+static inline float silu(float v) { return v / (1.0f + exp_approx(-v)); }
+
+/* ---- threads ---------------------------------------------------------------------------- */
+
+typedef void (*work_fn)(const void *problem, int64_t item);
+typedef struct {
+    work_fn fn;
+    const void *problem;
+    int64_t first, last;
+} share;
+
+static void *run_share(void *arg) {
+    const share *s = arg;
+    for (int64_t item = s->first; item < s->last; item++) s->fn(s->problem, item);
+    return NULL;
+}
+
+/* Items [0, items) split in contiguous shares; a thread that cannot start has its share run here. */
+static void run_parallel(work_fn fn, const void *problem, int64_t items, int64_t num_threads) {
+    if (num_threads > items) num_threads = items;
+    if (num_threads > MAX_THREADS) num_threads = MAX_THREADS;
+    if (num_threads < 1) num_threads = 1;
+    share shares[MAX_THREADS];
+    pthread_t threads[MAX_THREADS];
+    int started[MAX_THREADS] = {0};
+    for (int64_t i = 0; i < num_threads; i++) {
+        shares[i] = (share){fn, problem, items * i / num_threads, items * (i + 1) / num_threads};
+        if (i > 0) started[i] = pthread_create(&threads[i], NULL, run_share, &shares[i]) == 0;
+    }
+    run_share(&shares[0]);
+    for (int64_t i = 1; i < num_threads; i++) {
+        if (started[i])
+            pthread_join(threads[i], NULL);
+        else
+            run_share(&shares[i]);
+    }
+}
+
+/* ---- selective scan ----------------------------------------------------------------------- */
+
+typedef struct {
+    const float *x, *delta, *A, *B, *C;
+    const float *dt_bias, *D, *z; /* optional (NULL) */
+    int64_t z_batch, z_row;
+    float *state, *y;
+    int64_t b, l, d, n;
+} scan_problem;
+
+/* One batch element, channels [c0, c0 + w), all l tokens; called with w == BLOCK (a constant
+ * after inlining, so the channel loops vectorise without remainders) or the last partial block. */
+static inline __attribute__((always_inline)) void scan_block(const scan_problem *p, int64_t bi, int64_t c0,
+                                                             int64_t w) {
+    const int64_t l = p->l, d = p->d, n = p->n;
+    float h[MAX_N][BLOCK], An[MAX_N][BLOCK], bias[BLOCK], Dc[BLOCK];
+    for (int64_t j = 0; j < n; j++)
+        for (int64_t c = 0; c < w; c++) {
+            h[j][c] = p->state[(bi * d + c0 + c) * n + j];
+            An[j][c] = p->A[(c0 + c) * n + j];
+        }
+    for (int64_t c = 0; c < w; c++) {
+        bias[c] = p->dt_bias ? p->dt_bias[c0 + c] : 0.0f;
+        Dc[c] = p->D ? p->D[c0 + c] : 0.0f;
+    }
+    const float *x = p->x + bi * l * d + c0, *delta = p->delta + bi * l * d + c0;
+    const float *B = p->B + bi * l * n, *C = p->C + bi * l * n;
+    const float *z = p->z ? p->z + bi * p->z_batch + c0 : NULL;
+    float *y = p->y + bi * l * d + c0;
+    for (int64_t t = 0; t < l; t++) {
+        float dt[BLOCK], dx[BLOCK], acc[BLOCK];
+        if (p->dt_bias)
+            for (int64_t c = 0; c < w; c++) dt[c] = softplus(delta[t * d + c] + bias[c]);
+        else
+            for (int64_t c = 0; c < w; c++) dt[c] = delta[t * d + c];
+        for (int64_t c = 0; c < w; c++) {
+            dx[c] = dt[c] * x[t * d + c];
+            acc[c] = 0.0f;
+        }
+        for (int64_t j = 0; j < n; j++) {
+            const float bj = B[t * n + j], cj = C[t * n + j];
+            for (int64_t c = 0; c < w; c++) {
+                const float hj = exp_approx(dt[c] * An[j][c]) * h[j][c] + dx[c] * bj;
+                h[j][c] = hj;
+                acc[c] += cj * hj;
+            }
+        }
+        if (z)
+            for (int64_t c = 0; c < w; c++) acc[c] = (acc[c] + Dc[c] * x[t * d + c]) * silu(z[t * p->z_row + c]);
+        else if (p->D)
+            for (int64_t c = 0; c < w; c++) acc[c] += Dc[c] * x[t * d + c];
+        for (int64_t c = 0; c < w; c++) y[t * d + c] = acc[c];
+    }
+    for (int64_t j = 0; j < n; j++)
+        for (int64_t c = 0; c < w; c++) p->state[(bi * d + c0 + c) * n + j] = h[j][c];
+}
+
+static void scan_item(const void *problem, int64_t item) {
+    const scan_problem *p = problem;
+    const int64_t blocks = (p->d + BLOCK - 1) / BLOCK;
+    const int64_t bi = item / blocks, c0 = (item % blocks) * BLOCK;
+    if (c0 + BLOCK <= p->d)
+        scan_block(p, bi, c0, BLOCK);
+    else
+        scan_block(p, bi, c0, p->d - c0);
+}
+
+/* Returns 0, or 1 if d_state exceeds MAX_N (nothing is written). dt_bias, D and z may be NULL
+ * (z only with D). */
+int selective_scan_f32(const float *x, const float *delta, const float *A, const float *B, const float *C,
+                       const float *dt_bias, const float *D, const float *z, int64_t z_batch, int64_t z_row,
+                       float *state, float *y, int64_t b, int64_t l, int64_t d, int64_t n, int64_t num_threads) {
+    if (n > MAX_N) return 1;
+    const scan_problem p = {x, delta, A, B, C, dt_bias, D, z, z_batch, z_row, state, y, b, l, d, n};
+    run_parallel(scan_item, &p, b * ((d + BLOCK - 1) / BLOCK), num_threads);
+    return 0;
+}
+
+/* ---- depthwise causal conv + SiLU ------------------------------------------------------------ */
+
+typedef struct {
+    const float *x, *tail, *w, *bias; /* w: [k, d] (tap-major), bias optional */
+    int64_t x_batch, x_row;
+    float *out;
+    int64_t b, l, d, k;
+} conv_problem;
+
+/* out[t] = silu(bias + sum_j w[j] * xp[t + j]) where xp = tail (k-1 rows) ++ x. */
+static void conv_item(const void *problem, int64_t item) {
+    const conv_problem *p = problem;
+    const int64_t row_blocks = (p->l + CONV_ROWS - 1) / CONV_ROWS;
+    const int64_t bi = item / row_blocks, t0 = (item % row_blocks) * CONV_ROWS;
+    const int64_t t1 = t0 + CONV_ROWS < p->l ? t0 + CONV_ROWS : p->l, d = p->d, k = p->k;
+    for (int64_t t = t0; t < t1; t++) {
+        const float *rows[MAX_K];
+        for (int64_t j = 0; j < k; j++) {
+            const int64_t i = t + j - (k - 1); /* index into x; negative reads the tail */
+            rows[j] = i < 0 ? p->tail + (bi * (k - 1) + (k - 1) + i) * d : p->x + bi * p->x_batch + i * p->x_row;
+        }
+        float *out = p->out + (bi * p->l + t) * d;
+        for (int64_t c = 0; c < d; c++) out[c] = p->bias ? p->bias[c] : 0.0f;
+        for (int64_t j = 0; j < k; j++)
+            for (int64_t c = 0; c < d; c++) out[c] += p->w[j * d + c] * rows[j][c];
+        for (int64_t c = 0; c < d; c++) out[c] = silu(out[c]);
+    }
+}
+
+int causal_conv_silu_f32(const float *x, int64_t x_batch, int64_t x_row, const float *tail, const float *w,
+                         const float *bias, float *out, int64_t b, int64_t l, int64_t d, int64_t k,
+                         int64_t num_threads) {
+    if (k > MAX_K || k < 1) return 1;
+    const conv_problem p = {x, tail, w, bias, x_batch, x_row, out, b, l, d, k};
+    run_parallel(conv_item, &p, b * ((l + CONV_ROWS - 1) / CONV_ROWS), num_threads);
+    return 0;
+}

@@ -1,0 +1,217 @@
+"""The compiled CPU kernels (model/cpu_kernels.py) against their PyTorch twins: the scan against
+`scan_reference`, the fused inner part and the conv against the mixer's PyTorch code, the mixer
+with and without them; continuation across chunks; the fallback when they cannot be built."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from model.cache import MambaCache
+from model.config import JambaConfig
+from model.cpu_kernels import causal_conv_compiled, kernels_status, mamba_inner_compiled, scan_compiled
+from model.mamba import MambaMixer, causal_conv
+from model.scan import scan_reference
+
+AVAILABLE, DETAIL = kernels_status()
+compiled = pytest.mark.skipif(not AVAILABLE, reason=f"compiled CPU kernels unavailable: {DETAIL}")
+
+
+def _inputs(b=2, l=45, d=12, n=5, seed=0, delta_shift=-2.0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(b, l, d, generator=g)
+    delta = torch.nn.functional.softplus(torch.randn(b, l, d, generator=g) + delta_shift)
+    A = -torch.exp(torch.randn(d, n, generator=g))
+    B, C = torch.randn(b, l, n, generator=g), torch.randn(b, l, n, generator=g)
+    state = torch.randn(b, d, n, generator=g)
+    return x, delta, A, B, C, state
+
+
+@compiled
+@pytest.mark.parametrize(
+    ("b", "l", "d", "n"),
+    [(1, 1, 1, 1), (2, 45, 12, 5), (1, 3, 64, 16), (3, 70, 130, 16), (1, 200, 256, 8), (2, 1, 1024, 16)],
+)
+def test_compiled_scan_equals_reference(b, l, d, n):
+    """Full 64-channel blocks, a partial last block (12, 130) and single tokens (decode)."""
+    x, delta, A, B, C, state = _inputs(b, l, d, n)
+    y_ref, h_ref = scan_reference(x, delta, A, B, C, state)
+    y, h = scan_compiled(x, delta, A, B, C, state)
+    torch.testing.assert_close(y, y_ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(h, h_ref, atol=1e-5, rtol=1e-5)
+
+
+@compiled
+def test_compiled_scan_handles_strong_decay_and_empty_input():
+    """Δ·A far below exp's range (the decay is 0 to float precision), and a zero-length call."""
+    x, delta, A, B, C, state = _inputs(delta_shift=6.0)
+    A = A * 100
+    y_ref, h_ref = scan_reference(x, delta, A, B, C, state)
+    y, h = scan_compiled(x, delta, A, B, C, state)
+    torch.testing.assert_close(y, y_ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(h, h_ref, atol=1e-5, rtol=1e-5)
+    y0, h0 = scan_compiled(x[:, :0], delta[:, :0], A, B[:, :0], C[:, :0], state)
+    assert y0.shape == (2, 0, 12) and torch.equal(h0, state)
+
+
+@compiled
+def test_compiled_scan_continues_across_chunks_and_keeps_inputs():
+    x, delta, A, B, C, state = _inputs(l=40, d=70)
+    copies = [t.clone() for t in (x, delta, A, B, C, state)]
+    y_all, h_all = scan_compiled(x, delta, A, B, C, state)
+    y1, h1 = scan_compiled(x[:, :17], delta[:, :17], A, B[:, :17], C[:, :17], state)
+    y2, h2 = scan_compiled(x[:, 17:], delta[:, 17:], A, B[:, 17:], C[:, 17:], h1)
+    torch.testing.assert_close(torch.cat([y1, y2], 1), y_all, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(h2, h_all, atol=1e-6, rtol=1e-6)
+    for original, copy in zip((x, delta, A, B, C, state), copies, strict=True):
+        assert torch.equal(original, copy)
+
+
+@compiled
+def test_compiled_scan_takes_strided_views_and_is_thread_count_independent():
+    """B and C arrive as column slices of x_proj's output; threads split channel blocks only."""
+    x, delta, A, B, C, state = _inputs(b=2, l=300, d=256, n=16)
+    packed = torch.cat([B, C], dim=-1)
+    B_view, C_view = packed.split(16, dim=-1)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        y1, h1 = scan_compiled(x, delta, A, B_view, C_view, state)
+        torch.set_num_threads(max(2, threads))
+        y2, h2 = scan_compiled(x, delta, A, B_view, C_view, state)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(y1, y2) and torch.equal(h1, h2)
+    torch.testing.assert_close(y1, scan_reference(x, delta, A, B, C, state)[0], atol=1e-5, rtol=1e-5)
+
+
+@compiled
+@pytest.mark.parametrize("l", [1, 3, 70])
+def test_fused_inner_equals_softplus_scan_skip_and_gate(l):
+    x, dt, A, B, C, state = _inputs(b=2, l=l, d=130, n=16)
+    g = torch.Generator().manual_seed(1)
+    dt = dt * 30 - 15  # raw dt_proj outputs: softplus's small, middle and linear (> 20) ranges
+    dt_bias, D = torch.randn(130, generator=g), torch.randn(130, generator=g)
+    xz = torch.randn(2, l, 260, generator=g) * 4
+    z = xz[..., 130:]  # a strided half, as in_proj's output is split
+    y_ref, h_ref = scan_reference(x, F.softplus(dt + dt_bias), A, B, C, state)
+    y_ref = (y_ref + x * D) * F.silu(z)
+    y, h = mamba_inner_compiled(x, dt, dt_bias, A, B, C, D, z, state)
+    # y + D x cancels in places: compare at float32 rounding of the terms' magnitude, not of the result
+    torch.testing.assert_close(y, y_ref, atol=1e-6 * y_ref.abs().max().item(), rtol=1e-5)
+    torch.testing.assert_close(h, h_ref, atol=1e-5, rtol=1e-5)
+
+
+@compiled
+@pytest.mark.parametrize(("l", "k", "bias"), [(1, 4, True), (2, 4, False), (50, 4, True), (9, 1, True), (30, 6, True)])
+def test_compiled_conv_equals_pytorch_conv_and_carries_its_tail(l, k, bias):
+    g = torch.Generator().manual_seed(l * k)
+    d = 70
+    xz = torch.randn(2, l, 2 * d, generator=g)
+    x = xz[..., :d]  # strided, read in place
+    tail = torch.randn(2, k - 1, d, generator=g)
+    weight, b = torch.randn(d, 1, k, generator=g), torch.randn(d, generator=g) if bias else None
+    out_ref, tail_ref = causal_conv(x, tail, weight, b)
+    out, new_tail = causal_conv_compiled(x, tail, weight, b)
+    torch.testing.assert_close(out, out_ref, atol=1e-5, rtol=1e-5)
+    assert torch.equal(new_tail, tail_ref)
+    # two calls with the carried tail equal one call over both
+    x2 = torch.randn(2, 5, d, generator=g)
+    joined, _ = causal_conv_compiled(torch.cat([x, x2], 1), tail, weight, b)
+    second, _ = causal_conv_compiled(x2, new_tail, weight, b)
+    torch.testing.assert_close(torch.cat([out, second], 1), joined, atol=1e-6, rtol=1e-6)
+
+
+def _mixer(d_state=16) -> MambaMixer:
+    config = JambaConfig.from_dict(
+        {
+            "vocab_size": 16,
+            "hidden_size": 96,
+            "intermediate_size": 32,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "mamba_d_state": d_state,
+            "mamba_dt_rank": 8,
+        }
+    )
+    torch.manual_seed(0)
+    mixer = MambaMixer(config)
+    with torch.no_grad():
+        for p in mixer.parameters():
+            p.add_(torch.randn_like(p) * 0.2)
+    return mixer
+
+
+@compiled
+def test_mixer_with_kernels_equals_mixer_with_reference_scan():
+    """A prefill in two chunks then a decode step, with the compiled kernels and with the PyTorch
+    path (forced by setting the reference scan): same outputs and same carried caches."""
+    mixer = _mixer()
+    h = torch.randn(2, 41, 96)
+    results = {}
+    for name, impl in (("compiled", None), ("reference", scan_reference)):
+        mixer.scan_impl = impl
+        g = torch.Generator().manual_seed(2)  # the same carried state for both
+        cache = MambaCache(torch.randn(2, 3, 192, generator=g), torch.randn(2, 192, 16, generator=g))
+        with torch.no_grad():
+            assert mixer._use_cpu_kernels(h) == (impl is None)
+            outs = [mixer(h[:, :29], cache), mixer(h[:, 29:40], cache), mixer(h[:, 40:], cache)]
+        results[name] = (torch.cat(outs, 1), cache.conv, cache.ssm)
+    for a, b in zip(results["compiled"], results["reference"], strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6 * b.abs().max().item(), rtol=1e-5)
+
+
+@compiled
+def test_training_keeps_the_differentiable_path():
+    mixer = _mixer()
+    h = torch.randn(1, 5, 96)
+    assert not mixer._use_cpu_kernels(h)  # parameters require grad and autograd records
+    with torch.no_grad():
+        assert mixer._use_cpu_kernels(h)
+
+
+def _status_in_subprocess(tmp_path, **env) -> dict:
+    """kernels_status() and the mixer's choice in a fresh process with `env` and an empty cache."""
+    code = (
+        "import json, torch\n"
+        "from model.cpu_kernels import kernels_status\n"
+        "from model.config import JambaConfig\n"
+        "from model.mamba import MambaMixer\n"
+        "config = JambaConfig.from_dict({'vocab_size': 16, 'hidden_size': 16, 'intermediate_size': 32,"
+        " 'num_hidden_layers': 1, 'num_attention_heads': 2, 'mamba_d_state': 4})\n"
+        "with torch.no_grad():\n"
+        "    compiled = MambaMixer(config)._use_cpu_kernels(torch.zeros(1, 1, 16))\n"
+        "print(json.dumps([*kernels_status(), compiled]))\n"
+    )
+    environment = {**os.environ, "XDG_CACHE_HOME": str(tmp_path), **env}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=environment, check=True)
+    available, detail, used = json.loads(result.stdout)
+    return {"available": available, "detail": detail, "used": used}
+
+
+def test_disabled_by_environment_falls_back_to_pytorch_scan(tmp_path):
+    status = _status_in_subprocess(tmp_path, LONGLLAVA_CPU_KERNELS="0")
+    assert status == {"available": False, "detail": "disabled by LONGLLAVA_CPU_KERNELS", "used": False}
+
+
+def test_failing_compiler_falls_back_to_pytorch_scan(tmp_path):
+    compiler = tmp_path / "broken-cc"
+    compiler.write_text("#!/bin/sh\necho 'broken-cc: cannot compile' >&2\nexit 1\n")
+    compiler.chmod(0o755)
+    status = _status_in_subprocess(tmp_path, CC=str(compiler))
+    assert status["available"] is False and status["used"] is False
+    assert status["detail"] == "build failed: broken-cc failed: broken-cc: cannot compile"
+
+
+@compiled
+def test_build_is_cached_per_source_and_compiler(tmp_path):
+    first = _status_in_subprocess(tmp_path)
+    assert first["available"] and first["used"] is True
+    assert first["detail"].startswith(str(tmp_path / "longllava" / "kernels"))
+    assert _status_in_subprocess(tmp_path)["detail"] == first["detail"]  # reused, not rebuilt
