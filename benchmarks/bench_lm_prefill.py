@@ -134,8 +134,9 @@ def weights_bytes(module) -> int:
     return sum(storages.values())
 
 
-def load_prefill(side: str, dtype: str, chunk: int):
-    """Load one side and return (module, prefill(ids) -> last logits [V] float32)."""
+def load_prefill(side: str, dtype: str, chunk: int, cpu_kernels: bool = True):
+    """Load one side and return (module, prefill(ids) -> last logits [V] float32). Ours uses the
+    compiled CPU kernels (model.cpu_kernels) where they built unless `cpu_kernels` is False."""
     import torch
 
     if side == "transformers":
@@ -145,8 +146,11 @@ def load_prefill(side: str, dtype: str, chunk: int):
         return hf, lambda ids: hf(input_ids=ids, use_cache=False, logits_to_keep=1).logits[0, -1].float()
 
     from model import load_language_model
+    from model.scan import scan_blocked
 
     lm = load_language_model(CHECKPOINT, dtype=dtype)
+    if not cpu_kernels:
+        lm.set_scan(scan_blocked)  # a forced scan also keeps the mixer's PyTorch conv, softplus and gate
     if chunk == 0:
         return lm, lambda ids: lm(ids, logits_to_keep=1)[0, -1]
 
@@ -165,7 +169,7 @@ def worker_prefill(spec: dict) -> dict:
 
     torch.set_num_threads(THREADS)
     base = memory_status()["VmRSS"]
-    module, prefill = load_prefill(spec["side"], spec["dtype"], spec["chunk"])
+    module, prefill = load_prefill(spec["side"], spec["dtype"], spec["chunk"], spec.get("cpu_kernels", False))
     g = torch.Generator().manual_seed(1)
     ids = torch.randint(0, MID["vocab_size"], (1, spec["length"]), generator=g)
     times, others, steal = [], 0.0, 0.0
@@ -216,9 +220,11 @@ def worker_matmul_rate(spec: dict) -> dict:
 
 
 def worker_mixer(spec: dict) -> dict:
-    """One Mamba mixer at Jamba-9B widths: whole forward vs the scan alone, best of 3."""
+    """One Mamba mixer at Jamba-9B widths: whole forward vs the scan alone, best of 3. Path "pytorch"
+    times `scan_blocked`; path "compiled" times the fused kernel (softplus + scan + D skip + gate)."""
     import torch
 
+    import model.mamba
     from model.cache import MambaCache
     from model.config import JambaConfig
     from model.mamba import MambaMixer
@@ -232,13 +238,19 @@ def worker_mixer(spec: dict) -> dict:
     mixer.to(getattr(torch, spec["dtype"]))
     scan_seconds = []
 
-    def timed_scan(*args):
-        t0 = time.perf_counter()
-        out = scan_blocked(*args)
-        scan_seconds.append(time.perf_counter() - t0)
-        return out
+    def timed(function):
+        def run(*args):
+            t0 = time.perf_counter()
+            out = function(*args)
+            scan_seconds.append(time.perf_counter() - t0)
+            return out
 
-    mixer.scan_impl = timed_scan
+        return run
+
+    if spec["path"] == "pytorch":
+        mixer.scan_impl = timed(scan_blocked)
+    else:
+        model.mamba.mamba_inner_compiled = timed(model.mamba.mamba_inner_compiled)
     h = torch.randn(1, spec["length"], cfg.hidden_size, generator=torch.Generator().manual_seed(2))
     h = h.to(getattr(torch, spec["dtype"]))
     runs = []
@@ -381,6 +393,10 @@ def main() -> None:
             RAW.write_text(json.dumps(raw, indent=1))
         return raw[key]
 
+    from model.cpu_kernels import kernels_status
+
+    compiled, kernels_detail = kernels_status()
+    print(f"  ours: CPU kernels {'compiled' if compiled else 'not used: ' + kernels_detail}", file=sys.stderr)
     lengths = args.lengths
     series = [("ours", "float32", 0), ("ours", "float32", CHUNK), ("ours", "bfloat16", 0), ("ours", "bfloat16", CHUNK)]
     if not args.no_hf:
@@ -390,17 +406,18 @@ def main() -> None:
         for length in lengths:
             repeat = 3 if side == "ours" else (2 if length <= 4096 else 1)
             logits_file = str(OUT_DIR / f"logits_{side}_{dtype}_{chunk}_{length}.pt") if dtype == "float32" else ""
-            results[side, dtype, chunk, length] = r = measure(
-                {
-                    "kind": "prefill",
-                    "side": side,
-                    "dtype": dtype,
-                    "chunk": chunk,
-                    "length": length,
-                    "repeat": repeat,
-                    "logits_file": logits_file,
-                }
-            )
+            spec = {
+                "kind": "prefill",
+                "side": side,
+                "dtype": dtype,
+                "chunk": chunk,
+                "length": length,
+                "repeat": repeat,
+                "logits_file": logits_file,
+            }
+            if side == "ours":
+                spec["cpu_kernels"] = compiled
+            results[side, dtype, chunk, length] = r = measure(spec)
             print(
                 f"  {side} {dtype} chunk={chunk} L={length}: {r['seconds']:.2f} s, peak {mb(r['peak_rss'])} MB,"
                 f" others used {r['others_cores']:.2f} cores",
@@ -417,6 +434,7 @@ def main() -> None:
                 "length": args.memory_length,
                 "repeat": 1,
                 "logits_file": "",
+                "cpu_kernels": compiled,
             }
         )
         print(
@@ -428,8 +446,13 @@ def main() -> None:
     rate = measure({"kind": "rate"})
     print(f"  matmul rates: others used {rate['others_cores']:.2f} cores", file=sys.stderr, flush=True)
     rates = rate["rates"]
-    mixers = {dt: measure({"kind": "mixer", "dtype": dt, "length": args.mixer_length}) for dt in DTYPE_BYTES}
-    report(args, lengths, series, results, rates, mixers)
+    paths = ("pytorch", "compiled") if compiled else ("pytorch",)
+    mixers = {
+        (dt, path): measure({"kind": "mixer", "dtype": dt, "length": args.mixer_length, "path": path})
+        for dt in DTYPE_BYTES
+        for path in paths
+    }
+    report(args, lengths, series, results, rates, mixers, compiled)
 
 
 def logits_diffs(lengths: list[int]) -> dict[str, float]:
@@ -449,7 +472,7 @@ def logits_diffs(lengths: list[int]) -> dict[str, float]:
     return diffs
 
 
-def report(args, lengths, series, results, rates, mixers) -> None:
+def report(args, lengths, series, results, rates, mixers, compiled: bool) -> None:
     import torch
 
     from model.config import JambaConfig
@@ -467,7 +490,8 @@ def report(args, lengths, series, results, rates, mixers) -> None:
         f"\nJamba LM prefill: hidden {cfg.hidden_size}, intermediate {cfg.intermediate_size}, d_inner {cfg.d_inner}, "
         f"d_state {cfg.mamba_d_state}, dt_rank {cfg.dt_rank}, {cfg.num_hidden_layers} layers "
         f"({cfg.layer_types.count('attention')} attention), GQA {cfg.num_attention_heads}/{cfg.kv_heads}, "
-        f"vocab {cfg.vocab_size}; batch 1; torch {torch.__version__}, {THREADS} threads, {cpu}"
+        f"vocab {cfg.vocab_size}; batch 1; torch {torch.__version__}, {THREADS} threads, {cpu}; ours with "
+        + ("the compiled CPU kernels" if compiled else "the PyTorch mixer path (CPU kernels unavailable)")
     )
     print(
         "Each row: its own process, best of the timed runs after a 256-token warm-up; last logits only; "
@@ -484,12 +508,14 @@ def report(args, lengths, series, results, rates, mixers) -> None:
         f"\nOne Mamba mixer at Jamba-9B widths (hidden 4096, d_inner 8192, d_state 16, dt_rank 256), "
         f"L = {args.mixer_length}, best of 3:"
     )
-    for dtype, m in mixers.items():
+    for (dtype, path), m in mixers.items():
+        scan = "scan" if path == "pytorch" else "fused softplus+scan+gate"
         print(
-            f"  {dtype:<10} mixer {m['mixer_seconds']:6.2f} s, scan {m['scan_seconds']:6.2f} s, "
-            f"scan share {100 * m['scan_share']:5.1f}%  (target ≤ 30%; others used {m['others_cores']:.2f} cores)"
+            f"  {dtype:<10} {path:<9} mixer {m['mixer_seconds']:6.2f} s, {scan} {m['scan_seconds']:6.2f} s, "
+            f"share {100 * m['scan_share']:5.1f}%  (target ≤ 30%; others used {m['others_cores']:.2f} cores)"
         )
-    figures["mixer_9b"] = {dt: {k: round(v, 3) for k, v in m.items()} for dt, m in mixers.items()}
+    figures["mixer_9b"] = {f"{dt} {path}": {k: round(v, 3) for k, v in m.items()} for (dt, path), m in mixers.items()}
+    figures["cpu_kernels"] = compiled
     figures["logit_max_abs_diff"] = diffs = logits_diffs(lengths)
     if diffs:
         print("\nLast-logit max abs differences (float32): " + ", ".join(f"{k} {v:.2e}" for k, v in diffs.items()))
@@ -631,7 +657,10 @@ def print_targets(figures, results) -> dict[str, bool]:
             f"excess {mb(excess).strip()} MB (noise allowance ±{ALLOCATOR_NOISE // 2**20} MB)"
         )
         targets["ours chunked peak grows only by the KV cache (+ ids)"] = abs(excess) <= ALLOCATOR_NOISE
-    targets["scan share <= 30% at Jamba-9B widths, float32"] = figures["mixer_9b"]["float32"]["scan_share"] <= 0.30
+    for path in ("pytorch", "compiled"):
+        if f"float32 {path}" in figures["mixer_9b"]:
+            share = figures["mixer_9b"][f"float32 {path}"]["scan_share"]
+            targets[f"scan share <= 30% at Jamba-9B widths, float32, {path} path"] = share <= 0.30
     print("\nTargets (issue 2):")
     for name, ok in targets.items():
         print(f"  [{'met' if ok else 'NOT met'}] {name}")
