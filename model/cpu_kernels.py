@@ -36,8 +36,10 @@ MAX_D_STATE = 256  # MAX_N in the C source
 MAX_D_CONV = 16  # MAX_K
 # No FP-exception semantics are used, so selects may evaluate both sides: the loops vectorise.
 _COMMON_FLAGS = ("-fno-trapping-math", "-fno-math-errno", "-fPIC", "-shared", "-pthread", "-std=c11")
-# Tried in order: the first for this CPU's vector units, the second where -march=native is unknown.
+# Tried in order: with OpenMP for this CPU's vector units; without OpenMP (pthreads: compilers
+# without an OpenMP runtime, e.g. Apple clang); without -march=native where it is unknown.
 COMPILE_FLAGS = (
+    ("-O3", "-march=native", "-fopenmp", *_COMMON_FLAGS),
     ("-O3", "-march=native", *_COMMON_FLAGS),
     ("-O3", *_COMMON_FLAGS),
 )
@@ -111,15 +113,21 @@ def _load() -> tuple[ctypes.CDLL | None, str]:
     if compiler is None:
         return None, "no C compiler found (set CC)"
     try:
-        library = ctypes.CDLL(str(_build(compiler)))
+        path = _build(compiler)
+        return _open(path), str(path)
     except (OSError, subprocess.SubprocessError) as e:
         return None, f"build failed: {e}"
+
+
+def _open(path: Path) -> ctypes.CDLL:
+    """Load a built library and declare its two entry points' signatures."""
+    library = ctypes.CDLL(str(path))
     pointer, size = ctypes.c_void_p, ctypes.c_int64
     library.selective_scan_f32.argtypes = [pointer] * 8 + [size] * 2 + [pointer] * 2 + [size] * 5
     library.causal_conv_silu_f32.argtypes = [pointer, size, size, pointer, pointer, pointer, pointer] + [size] * 5
     for function in (library.selective_scan_f32, library.causal_conv_silu_f32):
         function.restype = ctypes.c_int
-    return library, str(Path(library._name))
+    return library
 
 
 def kernels_status() -> tuple[bool, str]:

@@ -215,3 +215,32 @@ def test_build_is_cached_per_source_and_compiler(tmp_path):
     assert first["available"] and first["used"] is True
     assert first["detail"].startswith(str(tmp_path / "longllava" / "kernels"))
     assert _status_in_subprocess(tmp_path)["detail"] == first["detail"]  # reused, not rebuilt
+
+
+@compiled
+def test_build_without_openmp_equals_reference(tmp_path, monkeypatch):
+    """The pthreads build (compilers without an OpenMP runtime) computes the same, on 2 threads."""
+    import model.cpu_kernels as cpu_kernels
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    flags = [f for f in cpu_kernels.COMPILE_FLAGS if "-fopenmp" not in f]
+    monkeypatch.setattr(cpu_kernels, "COMPILE_FLAGS", tuple(flags))
+    path = cpu_kernels._build(cpu_kernels._find_compiler())
+    library = cpu_kernels._open(path)
+    monkeypatch.setattr(cpu_kernels, "_load", lambda: (library, str(path)))
+    x, delta, A, B, C, state = _inputs(b=2, l=300, d=256, n=16)
+    g = torch.Generator().manual_seed(3)
+    tail, weight, bias = torch.randn(2, 3, 256, generator=g), torch.randn(256, 1, 4, generator=g), torch.randn(256)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        y, h = scan_compiled(x, delta, A, B, C, state)
+        out, new_tail = causal_conv_compiled(x, tail, weight, bias)
+    finally:
+        torch.set_num_threads(threads)
+    y_ref, h_ref = scan_reference(x, delta, A, B, C, state)
+    torch.testing.assert_close(y, y_ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(h, h_ref, atol=1e-5, rtol=1e-5)
+    out_ref, tail_ref = causal_conv(x, tail, weight, bias)
+    torch.testing.assert_close(out, out_ref, atol=1e-5, rtol=1e-5)
+    assert torch.equal(new_tail, tail_ref)
