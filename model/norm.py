@@ -16,5 +16,6 @@ class RMSNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: [..., dim] any float dtype -> same shape and dtype."""
         xf = x.float()
-        xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
-        return self.weight * xf.to(x.dtype)
+        scale = torch.rsqrt(xf.square().mean(-1, keepdim=True).add_(self.eps))
+        h = (xf * scale).to(x.dtype)  # weight ⊙ h after the cast back, as transformers
+        return h.mul_(self.weight) if h.dtype == self.weight.dtype else self.weight * h
