@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from model.attention import SCORE_TILE_ELEMENTS
 from model.config import CLIPVisionConfig, JambaConfig
+from model.cpu_kernels import kernels_available
 from model.errors import MemoryBudgetError
 from model.scan import SCAN_BLOCK_ELEMENTS
 
@@ -136,10 +137,13 @@ def estimate_memory(
     num_mamba = lm.layer_types.count("mamba")
     mamba_state = num_mamba * lm.d_inner * (lm.mamba_d_state + lm.mamba_d_conv - 1) * 4
     kv = num_tokens * lm.kv_elements_per_token * size
-    # Per chunk position: the mixer's float32 intermediates alive at once (~7 × d_inner: conv input
-    # and output, Δ, the scan's time-major copies, y, silu(z)), the FFN's three [f] tensors,
-    # residual-stream copies and the embedding buffer itself.
-    per_token = 7 * lm.d_inner * 4 + 3 * lm.intermediate_size * size + 6 * lm.hidden_size * 4
+    # Per chunk position: the mixer's float32 intermediates alive at once: in_proj's [2 d_inner]
+    # output, the conv output, Δ and y, plus on the PyTorch path the conv's padded copy, the scan's
+    # time-major copies and silu(z) (~7 × d_inner; ~5 where the compiled CPU kernels fuse them,
+    # model.cpu_kernels); the FFN's two [f] tensors (silu and product run in place); residual-stream
+    # copies and the embedding buffer itself.
+    mixer = 5 if device == "cpu" and kernels_available() else 7
+    per_token = mixer * lm.d_inner * 4 + 2 * lm.intermediate_size * size + 6 * lm.hidden_size * 4
     chunk = min(chunk_tokens, num_tokens) * per_token + FIXED_ACTIVATION_BYTES + 2 * lm.vocab_size * 4
     runtime = CPU_RUNTIME_BYTES if device == "cpu" else 0
     return MemoryEstimate(weights * size, kv, mamba_state, vision_bytes, chunk, runtime)
