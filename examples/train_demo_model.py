@@ -14,7 +14,9 @@ that stands in for the pretrained CLIP the paper starts from (nothing can be dow
   I   alignment: single-image descriptions ("red circle");
   II  single-image instructions: descriptions and which tile of a large image holds an object;
   III multi-image and video instructions (compare, needle, count, temporal order, motion) with
-      replay of the stage I/II data.
+      replay of the stage I/II data;
+  IV  (ours, `--count-steps N`, off by default) mostly counting items on videos growing from 8 to
+      32 frames, with replay of every other task: counting is what the tiny LM learns last.
 Stages I-III train the projector and the LM. The paper's stage I trains the projector alone on
 a pretrained LM; ours has no pretrained LM, so it learns its words from stage I on.
 The loss is on answer tokens only (and the EOS that ends them). Everything runs through our own
@@ -142,6 +144,18 @@ STAGES = (
         0.70,
     ),
 )
+# Stage IV (ours, after the paper's three): the tiny LM learns counting last and slowest (RESULTS.md),
+# so `--count-steps` adds a stage of mostly counting items whose videos grow from 8 to 32 frames, with
+# replay of every other task at those lengths.
+COUNT_STAGE_MIX = {
+    "count": 0.6,
+    "needle": 0.1,
+    "order": 0.1,
+    "describe": 0.05,
+    "motion": 0.05,
+    "compare": 0.05,
+    "tile": 0.05,
+}
 VIDEO_TASKS = ("needle", "count", "order", "motion")
 EVAL_SEED = 777_000  # evaluation items come from seeds far from the training ones
 
@@ -385,6 +399,20 @@ def items_for_step(seed: int, step: int, total: int, batch_size: int, max_frames
     return items
 
 
+def count_stage_items(seed: int, step: int, count_steps: int, batch_size: int, offset: int) -> list[synthetic.Item]:
+    """Stage IV's batch at its `step` (0-based): lengths up to 8 frames in the first quarter, 16 in the
+    second, 32 after. Item seeds continue after stage III's (`offset` = its step count)."""
+    rng = random.Random(f"{seed}:IV:{step}")
+    tasks = rng.choices(list(COUNT_STAGE_MIX), weights=list(COUNT_STAGE_MIX.values()), k=batch_size)
+    longest = 8 if step < count_steps // 4 else 16 if step < count_steps // 2 else 32
+    num_frames = rng.choice([n for n in (4, 8, 16, 32) if n <= longest])
+    base = seed * 10_000_000 + (offset + step) * batch_size
+    return [
+        synthetic.make_item(task, base + i, **({"num_frames": num_frames} if task in VIDEO_TASKS else {}))
+        for i, task in enumerate(tasks)
+    ]
+
+
 def learning_rate(step: int, total: int, peak: float, warmup: int = 100) -> float:
     if step < warmup:
         return peak * (step + 1) / warmup
@@ -415,11 +443,17 @@ def train(args: argparse.Namespace) -> LongLLaVA:
         print(f"resumed at step {step}", flush=True)
     start, window = time.time(), []
     deadline = start + 60 * args.stop_after_minutes if args.stop_after_minutes else math.inf
-    last = min(args.steps, step + args.stop_after_steps) if args.stop_after_steps else args.steps
+    total = args.steps + args.count_steps
+    last = min(total, step + args.stop_after_steps) if args.stop_after_steps else total
     while step < last and time.time() < deadline:
+        if step < args.steps:
+            rate = learning_rate(step, args.steps, args.lr)
+            items = items_for_step(args.seed, step, args.steps, args.batch_size, args.max_frames)
+        else:
+            rate = learning_rate(step - args.steps, args.count_steps, args.count_lr, warmup=20)
+            items = count_stage_items(args.seed, step - args.steps, args.count_steps, args.batch_size, args.steps)
         for group in optimizer.param_groups:
-            group["lr"] = learning_rate(step, args.steps, args.lr)
-        items = items_for_step(args.seed, step, args.steps, args.batch_size, args.max_frames)
+            group["lr"] = rate
         loss, length = batch_loss(model, items)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -427,8 +461,9 @@ def train(args: argparse.Namespace) -> LongLLaVA:
         optimizer.step()
         step += 1
         window.append(loss.item())
-        if step % args.log_every == 0 or step == args.steps:
-            record = {"step": step, "stage": stage_at(step - 1, args.steps)[0], "loss": sum(window) / len(window)}
+        if step % args.log_every == 0 or step in (args.steps, total):
+            stage = stage_at(step - 1, args.steps)[0] if step <= args.steps else "IV"
+            record = {"step": step, "stage": stage, "loss": sum(window) / len(window)}
             record |= {"tokens": length, "elapsed_s": round(time.time() - start, 1)}
             print(json.dumps(record), flush=True)
             log.write(json.dumps(record) + "\n")
@@ -498,6 +533,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default="benchmarks/out/demo_train", help="run folder (state, log, model/)")
     parser.add_argument("--steps", type=int, default=2400)
+    parser.add_argument("--count-steps", type=int, default=0, help="stage IV (counting) steps after --steps")
+    parser.add_argument("--count-lr", type=float, default=5e-4, help="stage IV peak learning rate")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--max-frames", type=int, default=128, help="longest training video")

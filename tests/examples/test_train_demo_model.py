@@ -105,20 +105,34 @@ def test_frozen_tower_gets_no_gradient(trainer, synthetic, built):
     assert model.projector[0].weight.grad.abs().sum() > 0
 
 
-def test_training_resumes_where_it_stopped(trainer, tmp_path):
-    """Two runs of 2 steps each equal one run of 4 (same data, same optimizer state)."""
+@pytest.mark.parametrize(("steps", "count_steps", "stop_first"), [(4, 0, 2), (2, 2, 3)])
+def test_training_resumes_where_it_stopped(trainer, tmp_path, steps, count_steps, stop_first):
+    """A run stopped and rerun equals one uninterrupted run (same data, same optimizer state), also
+    across the boundary into stage IV."""
     import argparse
 
     def run(out, stop_after_steps=None):
         args = argparse.Namespace(
-            out=str(out), steps=4, batch_size=2, lr=1e-3, max_frames=4, seed=0, save_every=3, log_every=1,
-            layout="hybrid", vision_steps=2, vision_batch_size=4, vision_lr=1e-3, stop_after_minutes=None,
-            stop_after_steps=stop_after_steps,
+            out=str(out), steps=steps, count_steps=count_steps, count_lr=5e-4, batch_size=2, lr=1e-3, max_frames=4,
+            seed=0, save_every=3, log_every=1, layout="hybrid", vision_steps=2, vision_batch_size=4, vision_lr=1e-3,
+            stop_after_minutes=None, stop_after_steps=stop_after_steps,
         )
         return trainer.train(args)
 
     whole = run(tmp_path / "a")
-    run(tmp_path / "b", stop_after_steps=2)
+    run(tmp_path / "b", stop_after_steps=stop_first)
     resumed = run(tmp_path / "b")
     for (name, a), b in zip(whole.state_dict().items(), resumed.state_dict().values(), strict=True):
         torch.testing.assert_close(b, a, msg=name)
+    log = (tmp_path / "a" / "train_log.jsonl").read_text().splitlines()
+    assert sum('"stage": "IV"' in line for line in log) == count_steps
+
+
+def test_count_stage_is_reproducible_grows_its_videos_and_has_its_own_seeds(trainer):
+    batches = [trainer.count_stage_items(0, step, 400, 16, offset=1000) for step in range(0, 400, 20)]
+    again = trainer.count_stage_items(0, 20, 400, 16, offset=1000)
+    assert [(i.question, i.answer) for i in again] == [(i.question, i.answer) for i in batches[1]]
+    longest = [max((i.info.get("num_frames", 0) for i in batch), default=0) for batch in batches]
+    assert max(longest[:5]) <= 8 and max(longest[5:10]) <= 16 and max(longest[10:]) == 32
+    tasks = [i.task for batch in batches for i in batch]
+    assert tasks.count("count") > len(tasks) / 2 and {"needle", "order", "describe"} <= set(tasks)
