@@ -13,7 +13,8 @@ Nothing here is required: without a C compiler (`$CC`, else `cc`, `gcc` or `clan
 build fails, or with `LONGLLAVA_CPU_KERNELS=0`, `kernels_status()` says why and the mixer uses
 its PyTorch twins. The shared library is built once per source, compiler and CPU into
 `$XDG_CACHE_HOME/longllava/kernels` (else `~/.cache/...`, else the temp dir), written under a
-temporary name and renamed, so concurrent first uses do not see a half-written file.
+temporary name and renamed, so concurrent first uses do not see a half-written file; a failed
+build is remembered there too (delete the folder to retry after installing a compiler or OpenMP).
 """
 
 from __future__ import annotations
@@ -79,10 +80,12 @@ def _find_compiler() -> str | None:
 
 
 def _build(compiler: str) -> Path:
-    """Compile the kernel (or find it already compiled); raises OSError/CalledProcessError."""
+    """Compile the kernel (or find it already compiled); raises OSError/SubprocessError. A flag
+    set that failed leaves a `.failed` note with the compiler's message, so later processes go
+    straight to the next set instead of failing the same compile again."""
     source = KERNEL_SOURCE.read_bytes()
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=60).stdout
-    errors = []
+    error = ""
     for flags in COMPILE_FLAGS:
         key = hashlib.sha256(
             b"\0".join(x.encode() if isinstance(x, str) else x for x in (source, compiler, version, *flags))
@@ -90,8 +93,12 @@ def _build(compiler: str) -> Path:
             + platform.machine().encode()
         ).hexdigest()[:16]
         target = _cache_dir() / f"mamba_cpu-{key}.so"
+        failed = target.with_suffix(".failed")
         if target.exists():
             return target
+        if failed.exists():
+            error = failed.read_text(encoding="utf-8", errors="replace")
+            continue
         partial = target.with_name(f"{target.stem}.{os.getpid()}.tmp")
         result = subprocess.run(
             [compiler, *flags, "-o", str(partial), str(KERNEL_SOURCE)], capture_output=True, text=True, timeout=300
@@ -100,8 +107,9 @@ def _build(compiler: str) -> Path:
             partial.replace(target)
             return target
         partial.unlink(missing_ok=True)
-        errors.append(result.stderr.strip().splitlines()[-1] if result.stderr.strip() else f"exit {result.returncode}")
-    raise OSError(f"{Path(compiler).name} failed: {errors[-1]}")
+        error = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else f"exit {result.returncode}"
+        failed.write_text(error, encoding="utf-8")
+    raise OSError(f"{Path(compiler).name} failed: {error}")
 
 
 @functools.lru_cache(maxsize=1)

@@ -207,6 +207,9 @@ def test_failing_compiler_falls_back_to_pytorch_scan(tmp_path):
     status = _status_in_subprocess(tmp_path, CC=str(compiler))
     assert status["available"] is False and status["used"] is False
     assert status["detail"] == "build failed: broken-cc failed: broken-cc: cannot compile"
+    compiler.write_text("#!/bin/sh\necho 'broken-cc: should not run again' >&2\nexit 1\n")
+    again = _status_in_subprocess(tmp_path, CC=str(compiler))  # the failures are remembered
+    assert again["detail"] == "build failed: broken-cc failed: broken-cc: cannot compile"
 
 
 @compiled
