@@ -7,6 +7,7 @@ repository root:
 - `shapes.mp4`: 64 frames at 8 fps; every frame is empty but one, which shows the object the
   README asks about ("Which object appears in the video?").
 - `order.mp4`: 32 frames at 8 fps; two objects in two frames ("Which appears first, ...?").
+- `count.mp4`: 12 frames at 8 fps; five show a yellow shape ("How many frames show a yellow shape?").
 - `pictures/1.png` .. `3.png`: one object each ("What is in the image?").
 
 The videos are H.264 in 4:4:4 at constant quantiser 0 (lossless up to the RGB↔YUV rounding), so
@@ -28,6 +29,7 @@ FPS = 8
 DEMO = (
     ("shapes.mp4", "needle", 31, {"num_frames": 64, "depth": 0.6}),
     ("order.mp4", "order", 7, {"num_frames": 32}),
+    ("count.mp4", "count", 1, {"num_frames": 12}),
     ("pictures/1.png", "describe", 101, {}),
     ("pictures/2.png", "describe", 102, {}),
     ("pictures/3.png", "describe", 103, {}),

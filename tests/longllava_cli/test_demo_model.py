@@ -13,7 +13,9 @@ from model.demo import DEMO_NOTICE
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
-@pytest.mark.parametrize("name", ["shapes.mp4", "order.mp4", "pictures/1.png", "pictures/2.png", "pictures/3.png"])
+@pytest.mark.parametrize(
+    "name", ["shapes.mp4", "order.mp4", "count.mp4", "pictures/1.png", "pictures/2.png", "pictures/3.png"]
+)
 def test_ask_about_a_demo_file(run_cli, demo_media, name):
     item = demo_media.demo_items()[name]
     result = run_cli("ask", str(EXAMPLES / name), item.question)
