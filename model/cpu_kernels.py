@@ -148,10 +148,12 @@ def kernels_available() -> bool:
     return _load()[0] is not None
 
 
-def _library() -> ctypes.CDLL:
+def _library(*tensors: torch.Tensor) -> ctypes.CDLL:
     library, detail = _load()
     if library is None:
         raise RuntimeError(f"the compiled CPU kernels are not available: {detail}")
+    if any(t.device.type != "cpu" for t in tensors):
+        raise ValueError("the compiled CPU kernels take CPU tensors only")
     return library
 
 
@@ -191,7 +193,7 @@ def mamba_inner_compiled(
 
 
 def _scan(x, delta, A, B, C, state, dt_bias=None, D=None, z=None) -> tuple[torch.Tensor, torch.Tensor]:
-    library = _library()
+    library = _library(x, delta, A, B, C, state)
     b, l, d = x.shape
     n = A.shape[1]
     if n > MAX_D_STATE:
@@ -227,7 +229,7 @@ def causal_conv_compiled(
     x: [b, l, d] (a strided view is read in place if float32); tail: [b, k-1, d]; weight:
     [d, 1, k]; bias: [d] or None. Returns (silu(conv) [b, l, d], new tail [b, k-1, d]), float32.
     """
-    library = _library()
+    library = _library(x, tail, weight)
     b, l, d = x.shape
     k = weight.shape[-1]
     if not 1 <= k <= MAX_D_CONV:

@@ -58,6 +58,8 @@ def test_compiled_scan_handles_strong_decay_and_empty_input():
     torch.testing.assert_close(h, h_ref, atol=1e-5, rtol=1e-5)
     y0, h0 = scan_compiled(x[:, :0], delta[:, :0], A, B[:, :0], C[:, :0], state)
     assert y0.shape == (2, 0, 12) and torch.equal(h0, state)
+    with pytest.raises(ValueError, match="CPU tensors only"):  # never a raw pointer into device memory
+        scan_compiled(x.to("meta"), delta, A, B, C, state)
 
 
 @compiled
