@@ -134,9 +134,10 @@ def weights_bytes(module) -> int:
     return sum(storages.values())
 
 
-def load_prefill(side: str, dtype: str, chunk: int, cpu_kernels: bool = True):
+def load_prefill(side: str, dtype: str, chunk: int, cpu_kernels: bool):
     """Load one side and return (module, prefill(ids) -> last logits [V] float32). Ours uses the
-    compiled CPU kernels (model.cpu_kernels) where they built unless `cpu_kernels` is False."""
+    compiled CPU kernels (model.cpu_kernels) if `cpu_kernels`, else the PyTorch mixer path (specs
+    measured before the kernels existed have no `cpu_kernels` key and mean the latter)."""
     import torch
 
     if side == "transformers":

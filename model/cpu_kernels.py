@@ -85,14 +85,14 @@ def _build(compiler: str) -> Path:
     straight to the next set instead of failing the same compile again."""
     source = KERNEL_SOURCE.read_bytes()
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=60).stdout
+    machine = (_cpu_identity() + platform.machine()).encode()
+    cache = _cache_dir()
     error = ""
     for flags in COMPILE_FLAGS:
         key = hashlib.sha256(
-            b"\0".join(x.encode() if isinstance(x, str) else x for x in (source, compiler, version, *flags))
-            + _cpu_identity().encode()
-            + platform.machine().encode()
+            b"\0".join(x.encode() if isinstance(x, str) else x for x in (source, compiler, version, *flags)) + machine
         ).hexdigest()[:16]
-        target = _cache_dir() / f"mamba_cpu-{key}.so"
+        target = cache / f"mamba_cpu-{key}.so"
         failed = target.with_suffix(".failed")
         if target.exists():
             return target
@@ -165,6 +165,12 @@ def _float32(*tensors: torch.Tensor) -> list[torch.Tensor]:
     return [t.float().contiguous() for t in tensors]
 
 
+def _float32_rows(t: torch.Tensor) -> torch.Tensor:
+    """t as float32 with unit stride along the last axis; a strided view of rows is kept as is."""
+    t = t.float()
+    return t if t.stride(-1) == 1 else t.contiguous()
+
+
 def scan_compiled(
     x: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor, state: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -200,11 +206,7 @@ def _scan(x, delta, A, B, C, state, dt_bias=None, D=None, z=None) -> tuple[torch
         raise ValueError(f"d_state {n} exceeds the compiled scan's limit {MAX_D_STATE}")
     x, delta, A, B, C = _float32(x, delta, A, B, C)
     dt_bias_f, D_f = (None if t is None else t.float().contiguous() for t in (dt_bias, D))
-    z_f = None
-    if z is not None:
-        z_f = z.float()
-        if z_f.stride(-1) != 1:
-            z_f = z_f.contiguous()
+    z_f = None if z is None else _float32_rows(z)
     new_state = state.float().clone(memory_format=torch.contiguous_format)
     y = torch.empty_like(x)
     library.selective_scan_f32(
@@ -234,9 +236,7 @@ def causal_conv_compiled(
     k = weight.shape[-1]
     if not 1 <= k <= MAX_D_CONV:
         raise ValueError(f"d_conv {k} is outside the compiled conv's range 1..{MAX_D_CONV}")
-    xf = x.float()
-    if xf.stride(-1) != 1:
-        xf = xf.contiguous()
+    xf = _float32_rows(x)
     tail_f, taps = _float32(tail, weight.squeeze(1).t())  # taps: [k, d]
     bias_f = None if bias is None else bias.float().contiguous()
     out = x.new_empty((b, l, d), dtype=torch.float32)
