@@ -14,7 +14,8 @@ The conv context and the SSM state come from the caller's `MambaCache` and are w
 a prefill in chunks of any size equals one pass (transformers' Jamba resets the conv context on
 every multi-token call and its kernel path restarts the scan from zero: REFERENCE §2). The conv
 and the scan run in float32 whatever the model dtype. While autograd records (training), the
-scan is the differentiable `scan_differentiable` unless `JambaLM.set_scan` forced one. CPU
+scan is the differentiable `scan_differentiable` (on the CPU its compiled twin where the kernels
+built) unless `JambaLM.set_scan` forced one. CPU
 inference uses the compiled kernels of `model.cpu_kernels` (conv; softplus + scan + D skip + gate
 in one pass) where a C compiler built them, else the PyTorch code here and `scan_blocked`.
 Parameter names are transformers' `JambaMambaMixer` names (loading.py maps AI21's).
@@ -28,7 +29,14 @@ from torch import nn
 
 from model.cache import MambaCache
 from model.config import JambaConfig
-from model.cpu_kernels import MAX_D_CONV, MAX_D_STATE, causal_conv_compiled, kernels_available, mamba_inner_compiled
+from model.cpu_kernels import (
+    MAX_D_CONV,
+    MAX_D_STATE,
+    causal_conv_compiled,
+    kernels_available,
+    mamba_inner_compiled,
+    scan_differentiable_compiled,
+)
 from model.norm import RMSNorm
 from model.scan import mamba_kernels_available, scan_blocked, scan_cuda, scan_differentiable, step_cuda
 
@@ -132,7 +140,9 @@ class MambaMixer(nn.Module):
         delta = F.softplus(dt + self.dt_proj.bias.float())
         scan = self.scan_impl or ((step_cuda if h.shape[1] == 1 else scan_cuda) if fast else scan_blocked)
         if self.scan_impl is None and torch.is_grad_enabled() and (x.requires_grad or delta.requires_grad):
-            scan = scan_differentiable  # training: the other scans work in place and have no backward
+            # training: the other scans work in place and have no backward
+            on_cpu = h.device.type == "cpu" and self.d_state <= MAX_D_STATE
+            scan = scan_differentiable_compiled if on_cpu and kernels_available() else scan_differentiable
         y, cache.ssm = scan(x, delta, A, B.float(), C.float(), cache.ssm)
         y = (y + x * self.D.float()) * F.silu(z.float())
         return self.out_proj(y.to(h.dtype))

@@ -138,6 +138,7 @@ typedef struct {
     const float *dt_bias, *D, *z; /* optional (NULL) */
     int64_t z_batch, z_row;
     float *state, *y;
+    float *hist; /* optional: every h_t as [b, l, n, d] (for the backward) */
     int64_t b, l, d, n;
 } scan_problem;
 
@@ -177,6 +178,7 @@ static inline __attribute__((always_inline)) void scan_block(const scan_problem 
                 h[j][c] = hj;
                 acc[c] += cj * hj;
             }
+            if (p->hist) memcpy(p->hist + ((bi * l + t) * n + j) * d + c0, h[j], w * sizeof(float));
         }
         if (z)
             for (int64_t c = 0; c < w; c++) acc[c] = (acc[c] + Dc[c] * x[t * d + c]) * silu(z[t * p->z_row + c]);
@@ -204,8 +206,124 @@ int selective_scan_f32(const float *x, const float *delta, const float *A, const
                        const float *dt_bias, const float *D, const float *z, int64_t z_batch, int64_t z_row,
                        float *state, float *y, int64_t b, int64_t l, int64_t d, int64_t n, int64_t num_threads) {
     if (n > MAX_N) return 1;
-    const scan_problem p = {x, delta, A, B, C, dt_bias, D, z, z_batch, z_row, state, y, b, l, d, n};
+    const scan_problem p = {x, delta, A, B, C, dt_bias, D, z, z_batch, z_row, state, y, NULL, b, l, d, n};
     run_parallel(scan_item, &p, b * ((d + BLOCK - 1) / BLOCK), num_threads);
+    return 0;
+}
+
+/* ---- selective scan for training: forward keeping every state, and its backward ------------ */
+
+/* The plain scan (no softplus, skip or gate) that also writes every h_t to hist [b, l, n, d]. */
+int selective_scan_hist_f32(const float *x, const float *delta, const float *A, const float *B, const float *C,
+                            float *state, float *y, float *hist, int64_t b, int64_t l, int64_t d, int64_t n,
+                            int64_t num_threads) {
+    if (n > MAX_N) return 1;
+    const scan_problem p = {x, delta, A, B, C, NULL, NULL, NULL, 0, 0, state, y, hist, b, l, d, n};
+    run_parallel(scan_item, &p, b * ((d + BLOCK - 1) / BLOCK), num_threads);
+    return 0;
+}
+
+typedef struct {
+    const float *x, *delta, *A, *B, *C, *state0, *hist, *dy, *dlast; /* dlast optional */
+    float *dx, *ddelta, *dA, *dB, *dC, *dstate;
+    int64_t b, l, d, n;
+} scan_grad_problem;
+
+/* Sum of v[0..w) in 16 lanes, so the compiler vectorises it without reassociating floats. */
+static inline float block_sum(const float *v, int64_t w) {
+    float lanes[16] = {0.0f};
+    int64_t c = 0;
+    for (; c + 16 <= w; c += 16)
+        for (int i = 0; i < 16; i++) lanes[i] += v[c + i];
+    float s = 0.0f;
+    for (; c < w; c++) s += v[c];
+    for (int i = 0; i < 16; i++) s += lanes[i];
+    return s;
+}
+
+/* Reverse-time recurrence for one batch element and channel block (model/scan.py's
+ * _DifferentiableScan, same notation): G_t = C_t dy_t + exp(delta_{t+1} A) G_{t+1}, then
+ *   dlog = G_t h_{t-1} exp(delta_t A):  dA += dlog delta_t,  ddelta_t = sum_n dlog A + (sum_n G_t B_t) x_t,
+ *   dx_t = (sum_n G_t B_t) delta_t,  dB_t = sum_d G_t delta_t x_t,  dC_t = sum_d h_t dy_t,
+ * and dstate = exp(delta_0 A) G_0. dA [b, d, n] is per batch element; dB and dC [blocks, b, l, n]
+ * are per channel block (sums over d cross blocks): the caller adds those up. */
+static inline __attribute__((always_inline)) void scan_grad_block(const scan_grad_problem *p, int64_t bi,
+                                                                  int64_t blk, int64_t c0, int64_t w) {
+    const int64_t l = p->l, d = p->d, n = p->n;
+    float G[MAX_N][BLOCK], An[MAX_N][BLOCK], dA[MAX_N][BLOCK], h0[MAX_N][BLOCK];
+    for (int64_t j = 0; j < n; j++)
+        for (int64_t c = 0; c < w; c++) {
+            const int64_t at = (bi * d + c0 + c) * n + j;
+            G[j][c] = p->dlast ? p->dlast[at] : 0.0f;
+            h0[j][c] = p->state0[at];
+            An[j][c] = p->A[(c0 + c) * n + j];
+            dA[j][c] = 0.0f;
+        }
+    const float *x = p->x + bi * l * d + c0, *delta = p->delta + bi * l * d + c0, *dy = p->dy + bi * l * d + c0;
+    const float *B = p->B + bi * l * n, *C = p->C + bi * l * n;
+    const float *hist = p->hist + bi * l * n * d + c0;
+    float *dx = p->dx + bi * l * d + c0, *ddelta = p->ddelta + bi * l * d + c0;
+    float *dB = p->dB + (blk * p->b + bi) * l * n, *dC = p->dC + (blk * p->b + bi) * l * n;
+    for (int64_t t = l - 1; t >= 0; t--) {
+        float dt[BLOCK], xdt[BLOCK], gy[BLOCK], GB[BLOCK], dlog_A[BLOCK], tb[BLOCK], tc[BLOCK];
+        for (int64_t c = 0; c < w; c++) {
+            dt[c] = delta[t * d + c];
+            xdt[c] = dt[c] * x[t * d + c];
+            gy[c] = dy[t * d + c];
+            GB[c] = 0.0f;
+            dlog_A[c] = 0.0f;
+        }
+        for (int64_t j = 0; j < n; j++) {
+            const float bj = B[t * n + j], cj = C[t * n + j];
+            const float *h_t = hist + (t * n + j) * d, *h_prev = t > 0 ? hist + ((t - 1) * n + j) * d : h0[j];
+            for (int64_t c = 0; c < w; c++) {
+                const float a = exp_approx(dt[c] * An[j][c]);
+                const float g = G[j][c] + cj * gy[c];
+                const float dlog = g * h_prev[c] * a;
+                dA[j][c] += dlog * dt[c];
+                dlog_A[c] += dlog * An[j][c];
+                GB[c] += g * bj;
+                tb[c] = g * xdt[c];
+                tc[c] = h_t[c] * gy[c];
+                G[j][c] = a * g;
+            }
+            dB[t * n + j] = block_sum(tb, w);
+            dC[t * n + j] = block_sum(tc, w);
+        }
+        for (int64_t c = 0; c < w; c++) {
+            ddelta[t * d + c] = dlog_A[c] + GB[c] * x[t * d + c];
+            dx[t * d + c] = GB[c] * dt[c];
+        }
+    }
+    for (int64_t j = 0; j < n; j++)
+        for (int64_t c = 0; c < w; c++) {
+            const int64_t at = (bi * d + c0 + c) * n + j;
+            p->dstate[at] = G[j][c];
+            p->dA[at] = dA[j][c];
+        }
+}
+
+static void scan_grad_item(const void *problem, int64_t item) {
+    const scan_grad_problem *p = problem;
+    const int64_t blocks = (p->d + BLOCK - 1) / BLOCK;
+    const int64_t bi = item / blocks, blk = item % blocks, c0 = blk * BLOCK;
+    if (c0 + BLOCK <= p->d)
+        scan_grad_block(p, bi, blk, c0, BLOCK);
+    else
+        scan_grad_block(p, bi, blk, c0, p->d - c0);
+}
+
+/* Gradients of selective_scan_hist_f32 (state0: the state before the first token, [b, d, n];
+ * hist: what the forward wrote; dlast: gradient of the final state or NULL). Writes dx, ddelta
+ * [b, l, d], dA [b, d, n], dB, dC [blocks, b, l, n] with blocks = ceil(d / 64), dstate [b, d, n]. */
+int selective_scan_bwd_f32(const float *x, const float *delta, const float *A, const float *B, const float *C,
+                           const float *state0, const float *hist, const float *dy, const float *dlast, float *dx,
+                           float *ddelta, float *dA, float *dB, float *dC, float *dstate, int64_t b, int64_t l,
+                           int64_t d, int64_t n, int64_t num_threads) {
+    if (n > MAX_N) return 1;
+    const scan_grad_problem p = {x, delta, A, B, C, state0, hist, dy, dlast, dx, ddelta, dA, dB, dC, dstate,
+                                 b, l, d, n};
+    run_parallel(scan_grad_item, &p, b * ((d + BLOCK - 1) / BLOCK), num_threads);
     return 0;
 }
 

@@ -99,6 +99,7 @@ def test_inference_paths_are_kept_without_grad(monkeypatch):
         raise AssertionError("training path used for inference")
 
     monkeypatch.setattr(mamba_mod, "scan_differentiable", forbidden)
+    monkeypatch.setattr(mamba_mod, "scan_differentiable_compiled", forbidden)
     lm = _train_lm().requires_grad_(False)
     ids = torch.randint(0, 61, (1, 9))
     lm(ids)
@@ -106,12 +107,15 @@ def test_inference_paths_are_kept_without_grad(monkeypatch):
         _train_lm()(ids)
 
 
-def test_backward_through_lm_matches_reference_scan():
+@pytest.mark.parametrize("scan", [None, scan_differentiable], ids=["automatic", "pytorch"])
+def test_backward_through_lm_matches_reference_scan(scan):
+    """None: the automatic training choice (on the CPU the compiled twin of scan_differentiable
+    where the kernels built); scan_differentiable forced: the PyTorch path."""
     ids = torch.randint(0, 61, (2, 23), generator=torch.Generator().manual_seed(2))
     grads = []
-    for scan in (None, scan_reference):  # None: the automatic training choice, scan_differentiable
+    for impl in (scan, scan_reference):
         lm = _train_lm()
-        lm.set_scan(scan)
+        lm.set_scan(impl)
         logits = lm(ids[:, :-1], logits_to_keep=None)
         loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), ids[:, 1:].flatten())
         loss.backward()
