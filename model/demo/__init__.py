@@ -6,9 +6,9 @@ LongLLaVA format (config.json, model.safetensors, tokenizer files) and loaded by
 
 It answers the synthetic tasks' questions about 56-px frames of coloured circles, squares,
 triangles and crosses, and knows nothing else: reliably which object a video shows (up to 1000
-frames), which of two came first, what a picture shows and how many frames of a short video (up
-to ~16) show a colour; poorly counts over 32 frames or which of several pictures shows an object
-(benchmarks/RESULTS.md has the figures). The CLI uses it when no model is configured, and says
+frames), which of two came first, what a picture shows and how many frames of a video (up to 32
+frames) show a colour; poorly which of several pictures or which tile of a large image shows an
+object (benchmarks/RESULTS.md has the figures). The CLI uses it when no model is configured, and says
 so on stderr (`DEMO_NOTICE`).
 """
 

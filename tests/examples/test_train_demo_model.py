@@ -134,5 +134,6 @@ def test_count_stage_is_reproducible_grows_its_videos_and_has_its_own_seeds(trai
     assert [(i.question, i.answer) for i in again] == [(i.question, i.answer) for i in batches[1]]
     longest = [max((i.info.get("num_frames", 0) for i in batch), default=0) for batch in batches]
     assert max(longest[:5]) <= 8 and max(longest[5:10]) <= 16 and max(longest[10:]) == 32
+    assert min(longest[10:]) >= 8 and longest[10:].count(32) >= 4  # the second half dwells on 32 frames
     tasks = [i.task for batch in batches for i in batch]
     assert tasks.count("count") > len(tasks) / 2 and {"needle", "order", "describe"} <= set(tasks)
