@@ -199,15 +199,18 @@ def worker_prefill(spec: dict) -> dict:
 
 
 def worker_matmul_rate(spec: dict) -> dict:
-    """FLOP/s of F.linear per (in, out) and dtype: 2 warm-ups, then the best of 10 calls."""
+    """FLOP/s of F.linear per (in, out) and dtype: 2 warm-ups, then the best of 10 calls. The MID
+    model's shapes and BIG_SHAPES, plus any `spec["shapes"]`, in `spec["dtypes"]` (default both)."""
     import torch
     import torch.nn.functional as F
 
     torch.set_num_threads(THREADS)
     rates = {}
     meter = Meter().__enter__()
-    for dtype in ("float32", "bfloat16"):
-        for k, n in sorted({*(shape for _, shape in prefill_matmuls(RATE_ROWS) if shape), *BIG_SHAPES}):
+    shapes = {*(shape for _, shape in prefill_matmuls(RATE_ROWS) if shape), *BIG_SHAPES}
+    shapes |= {tuple(shape) for shape in spec.get("shapes", ())}
+    for dtype in spec.get("dtypes", DTYPE_BYTES):
+        for k, n in sorted(shapes):
             x = torch.randn(RATE_ROWS, k, dtype=getattr(torch, dtype))
             w = torch.randn(n, k, dtype=getattr(torch, dtype))
             times = []
@@ -312,13 +315,13 @@ def run_worker(spec: dict, max_wait_s: float = 0, retries: int = 2) -> dict:
 # --- analysis --------------------------------------------------------------------------------------
 
 
-def prefill_matmuls(length: int) -> list[tuple[float, tuple[int, int] | None]]:
-    """Matmul FLOPs of a one-shot prefill of the MID model as (flops, (in, out) of the projection, or
-    None for attention's QKᵀ/PV and the lm_head): every linear layer for every token, QKᵀ and PV over
-    the causal half (query i sees i + 1 keys), the lm_head for the last token only."""
+def prefill_matmuls(length: int, lm: dict = MID) -> list[tuple[float, tuple[int, int] | None]]:
+    """Matmul FLOPs of a one-shot prefill of the `lm` config (the MID model) as (flops, (in, out) of the
+    projection, or None for attention's QKᵀ/PV and the lm_head): every linear layer for every token,
+    QKᵀ and PV over the causal half (query i sees i + 1 keys), the lm_head for the last token only."""
     from model.config import JambaConfig
 
-    c = JambaConfig.from_dict(MID)
+    c = JambaConfig.from_dict(lm)
     e, d, f, n, r = c.hidden_size, c.d_inner, c.intermediate_size, c.mamba_d_state, c.dt_rank
     hd, h, h_kv = c.head_dim, c.num_attention_heads, c.kv_heads
     mamba = [(e, 2 * d), (d, r + 2 * n), (r, d), (d, e)]
@@ -332,12 +335,19 @@ def prefill_matmuls(length: int) -> list[tuple[float, tuple[int, int] | None]]:
 
 
 def prefill_floors(length: int, rates: dict[str, float]) -> dict[str, dict[str, float]]:
-    """Seconds of the prefill's matmuls per dtype: at the machine's peak rate ("peak"), and with each
-    projection at the rate measured for its own shape, attention and lm_head at peak ("shapes")."""
+    """Seconds of the MID prefill's matmuls per dtype (see `matmul_floors`)."""
+    return matmul_floors(prefill_matmuls(length), rates)
+
+
+def matmul_floors(
+    matmuls: list[tuple[float, tuple[int, int] | None]], rates: dict[str, float], dtypes=DTYPE_BYTES
+) -> dict[str, dict[str, float]]:
+    """Seconds of `matmuls` ((flops, (in, out) or None) as `prefill_matmuls` lists them) per dtype: at
+    the machine's peak rate ("peak"), and with each projection at the rate measured for its own
+    shape, attention and lm_head at peak ("shapes")."""
     floors = {}
-    for dtype in DTYPE_BYTES:
+    for dtype in dtypes:
         peak = max(v for key, v in rates.items() if key.startswith(dtype))
-        matmuls = prefill_matmuls(length)
         floors[dtype] = {
             "peak": sum(flops for flops, _ in matmuls) / peak,
             "shapes": sum(flops / (rates[f"{dtype} {s[0]}x{s[1]}"] if s else peak) for flops, s in matmuls),

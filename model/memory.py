@@ -6,7 +6,9 @@
 - KV cache: positions × 2 × KV heads × head dim × attention layers × dtype size; the engine
   preallocates it for prompt + answer, so it is the only term that grows with the frame count.
 - Mamba state: conv context and float32 SSM state per Mamba layer, independent of length.
-- vision batch: decoded pixels in flight plus one CLIP batch's activations.
+- vision batch: decoded pixels in flight, plus what one CLIP batch's activations need beyond the
+  prefill chunk's: the engine encodes a batch, frees its activations and only then pushes its
+  rows through the LM, so the two are never alive together and the peak holds the larger.
 - chunk: the largest set of activations alive while one prefill chunk runs (the Mamba mixer's
   float32 intermediates, the FFN, the attention score tile and scan buffers).
 - runtime: what the framework itself holds (PyTorch on CPU: its libraries; CUDA: the context).
@@ -133,7 +135,7 @@ def estimate_memory(
         # layer's attention scores (SDPA's math path on CPU keeps heads × seq² floats).
         per_image = seq * (6 * vision.hidden_size + 2 * vision.intermediate_size) * size
         per_image += vision.num_attention_heads * seq * seq * 4
-        vision_bytes = pixels + vision_batch_size * per_image
+        vision_bytes = pixels + vision_batch_size * per_image  # until the chunk is known, below
     num_mamba = lm.layer_types.count("mamba")
     mamba_state = num_mamba * lm.d_inner * (lm.mamba_d_state + lm.mamba_d_conv - 1) * 4
     kv = num_tokens * lm.kv_elements_per_token * size
@@ -145,6 +147,8 @@ def estimate_memory(
     mixer = 5 if device == "cpu" and kernels_available() else 7
     per_token = mixer * lm.d_inner * 4 + 2 * lm.intermediate_size * size + 6 * lm.hidden_size * 4
     chunk = min(chunk_tokens, num_tokens) * per_token + FIXED_ACTIVATION_BYTES + 2 * lm.vocab_size * 4
+    if vision is not None:  # the CLIP batch and the chunk take turns (module docstring)
+        vision_bytes = pixels + max(0, vision_bytes - pixels - chunk)
     runtime = CPU_RUNTIME_BYTES if device == "cpu" else 0
     return MemoryEstimate(weights * size, kv, mamba_state, vision_bytes, chunk, runtime)
 
