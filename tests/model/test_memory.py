@@ -95,3 +95,19 @@ def test_recommended_chunk_shrinks_with_the_budget():
     roomy = recommend_chunk_tokens(40 * GiB, LONGLLAVA_9B, CLIPVisionConfig(), **kwargs)
     tight = recommend_chunk_tokens(21 * GiB, LONGLLAVA_9B, CLIPVisionConfig(), **kwargs)
     assert roomy == 8192 and tight < roomy
+
+
+def test_clip_batch_and_prefill_chunk_take_turns():
+    """The engine frees a CLIP batch's activations before pushing its rows into a chunk: a bigger
+    vision batch adds only its pixels while the chunk's activations are the larger, and more once
+    the CLIP batch outgrows a small chunk. Every component still adds up to the total."""
+    pixels_per_image = 3 * 336 * 336 * 4
+    common = dict(dtype="bfloat16", num_tokens=50_000, mm_hidden_size=1024)
+    for chunk, clip_shows in ((2048, False), (16, True)):
+        one, eight = (
+            estimate_memory(LONGLLAVA_9B, CLIPVisionConfig(), chunk_tokens=chunk, vision_batch_size=n, **common)
+            for n in (1, 8)
+        )
+        extra = eight.total - one.total
+        assert (extra > 7 * pixels_per_image) == clip_shows and extra >= 7 * pixels_per_image
+        assert eight.total == sum(v for k, v in eight.as_dict().items() if k != "total")
