@@ -15,9 +15,9 @@ a prefill in chunks of any size equals one pass (transformers' Jamba resets the 
 every multi-token call and its kernel path restarts the scan from zero: REFERENCE §2). The conv
 and the scan run in float32 whatever the model dtype. While autograd records (training), the
 scan is the differentiable `scan_differentiable` (on the CPU its compiled twin where the kernels
-built) unless `JambaLM.set_scan` forced one. CPU
-inference uses the compiled kernels of `model.cpu_kernels` (conv; softplus + scan + D skip + gate
-in one pass) where a C compiler built them, else the PyTorch code here and `scan_blocked`.
+built) unless `JambaLM.set_scan` forced one. CPU inference uses the compiled kernels of
+`model.cpu_kernels` (conv; softplus + scan + D skip + gate in one pass) where a C compiler built
+them, else the PyTorch code here and `scan_blocked`.
 Parameter names are transformers' `JambaMambaMixer` names (loading.py maps AI21's).
 """
 
@@ -110,16 +110,23 @@ class MambaMixer(nn.Module):
             self.A_log.copy_(torch.log(torch.arange(1, n + 1, dtype=torch.float32)).expand_as(self.A_log))
             self.D.fill_(1.0)
 
-    def _use_cpu_kernels(self, h: torch.Tensor) -> bool:
-        """The compiled kernels (model.cpu_kernels) serve CPU inference where they built; training
-        (autograd recording) and a scan forced by `set_scan` keep the PyTorch path."""
+    def _cpu_kernels_fit(self, h: torch.Tensor) -> bool:
+        """The compiled kernels (model.cpu_kernels) built and take this input and config."""
         return (
-            self.scan_impl is None
-            and h.device.type == "cpu"
-            and not (torch.is_grad_enabled() and (h.requires_grad or self.in_proj.weight.requires_grad))
+            h.device.type == "cpu"
             and self.d_state <= MAX_D_STATE
             and self.conv1d.kernel_size[0] <= MAX_D_CONV
             and kernels_available()
+        )
+
+    def _use_cpu_kernels(self, h: torch.Tensor) -> bool:
+        """The fused compiled inference path serves CPU inference where it fits; training (autograd
+        recording: only the scan is compiled there, see `forward`) and a scan forced by `set_scan`
+        keep the PyTorch mixer code."""
+        return (
+            self.scan_impl is None
+            and not (torch.is_grad_enabled() and (h.requires_grad or self.in_proj.weight.requires_grad))
+            and self._cpu_kernels_fit(h)
         )
 
     def forward(self, h: torch.Tensor, cache: MambaCache) -> torch.Tensor:
@@ -141,8 +148,7 @@ class MambaMixer(nn.Module):
         scan = self.scan_impl or ((step_cuda if h.shape[1] == 1 else scan_cuda) if fast else scan_blocked)
         if self.scan_impl is None and torch.is_grad_enabled() and (x.requires_grad or delta.requires_grad):
             # training: the other scans work in place and have no backward
-            on_cpu = h.device.type == "cpu" and self.d_state <= MAX_D_STATE
-            scan = scan_differentiable_compiled if on_cpu and kernels_available() else scan_differentiable
+            scan = scan_differentiable_compiled if self._cpu_kernels_fit(h) else scan_differentiable
         y, cache.ssm = scan(x, delta, A, B.float(), C.float(), cache.ssm)
         y = (y + x * self.D.float()) * F.silu(z.float())
         return self.out_proj(y.to(h.dtype))

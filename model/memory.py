@@ -124,7 +124,7 @@ def estimate_memory(
     """Predicted peak bytes of one request of `num_tokens` LM positions (prompt + answer)."""
     size = DTYPE_BYTES[dtype]
     weights = count_lm_parameters(lm)
-    vision_bytes = 0
+    pixels = clip_batch = 0
     if vision is not None:
         weights += count_vision_parameters(vision) + count_projector_parameters(
             mm_hidden_size or vision.hidden_size, lm.hidden_size
@@ -135,7 +135,7 @@ def estimate_memory(
         # layer's attention scores (SDPA's math path on CPU keeps heads × seq² floats).
         per_image = seq * (6 * vision.hidden_size + 2 * vision.intermediate_size) * size
         per_image += vision.num_attention_heads * seq * seq * 4
-        vision_bytes = pixels + vision_batch_size * per_image  # until the chunk is known, below
+        clip_batch = vision_batch_size * per_image
     num_mamba = lm.layer_types.count("mamba")
     mamba_state = num_mamba * lm.d_inner * (lm.mamba_d_state + lm.mamba_d_conv - 1) * 4
     kv = num_tokens * lm.kv_elements_per_token * size
@@ -147,8 +147,7 @@ def estimate_memory(
     mixer = 5 if device == "cpu" and kernels_available() else 7
     per_token = mixer * lm.d_inner * 4 + 2 * lm.intermediate_size * size + 6 * lm.hidden_size * 4
     chunk = min(chunk_tokens, num_tokens) * per_token + FIXED_ACTIVATION_BYTES + 2 * lm.vocab_size * 4
-    if vision is not None:  # the CLIP batch and the chunk take turns (module docstring)
-        vision_bytes = pixels + max(0, vision_bytes - pixels - chunk)
+    vision_bytes = pixels + max(0, clip_batch - chunk)  # the CLIP batch and the chunk take turns
     runtime = CPU_RUNTIME_BYTES if device == "cpu" else 0
     return MemoryEstimate(weights * size, kv, mamba_state, vision_bytes, chunk, runtime)
 
