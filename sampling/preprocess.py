@@ -26,6 +26,10 @@ PAD_COLOR = (122, 116, 104)
 
 _MEAN = np.asarray(CLIP_MEAN, dtype=np.float32)
 _STD = np.asarray(CLIP_STD, dtype=np.float32)
+# [3, 256]: every uint8 value of each channel, scaled and normalised by the very float32
+# operations `normalize` would apply per pixel, so a table lookup gives bit-identical values
+# (~3x faster than the arithmetic over a 336² frame).
+_NORMALIZED = ((np.arange(256, dtype=np.float32) * np.float32(1 / 255))[None, :] - _MEAN[:, None]) / _STD[:, None]
 
 
 def pad_to_square(image: Image.Image, color: tuple[int, int, int] = PAD_COLOR) -> Image.Image:
@@ -41,8 +45,10 @@ def pad_to_square(image: Image.Image, color: tuple[int, int, int] = PAD_COLOR) -
 
 def normalize(pixels: np.ndarray) -> torch.Tensor:
     """uint8 [h, w, 3] RGB → float32 [3, h, w], scaled to 0..1 then CLIP-normalised."""
-    scaled = pixels.astype(np.float32) * np.float32(1 / 255)
-    return torch.from_numpy(np.ascontiguousarray(((scaled - _MEAN) / _STD).transpose(2, 0, 1)))
+    out = np.empty((3, *pixels.shape[:2]), dtype=np.float32)
+    for channel in range(3):
+        np.take(_NORMALIZED[channel], pixels[:, :, channel], out=out[channel])
+    return torch.from_numpy(out)
 
 
 def preprocess_image(image: Image.Image, size: int) -> torch.Tensor:

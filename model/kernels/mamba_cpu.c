@@ -26,6 +26,7 @@
 #define MAX_K 16   /* largest d_conv (they use 4) */
 #define MAX_THREADS 64
 #define CONV_ROWS 64 /* tokens per conv work item */
+#define PREFETCH_AHEAD 8 /* tokens the scan fetches ahead */
 
 /* exp(v) to ~2 ulp: Cephes' expf polynomial after range reduction, inlinable and vectorisable
  * (libm's expf is neither). v is clamped to [-86, 88]: exp(-86) = 4e-38 stays a normal float
@@ -163,6 +164,13 @@ static inline __attribute__((always_inline)) void scan_block(const scan_problem 
     float *y = p->y + bi * l * d + c0;
     for (int64_t t = 0; t < l; t++) {
         float dt[BLOCK], dx[BLOCK], acc[BLOCK];
+        if (t + PREFETCH_AHEAD < l) /* rows are d apart: a page each, beyond the hardware prefetcher */
+            for (int64_t c = 0; c < w; c += 16) {
+                __builtin_prefetch(x + (t + PREFETCH_AHEAD) * d + c);
+                __builtin_prefetch(delta + (t + PREFETCH_AHEAD) * d + c);
+                if (z) __builtin_prefetch(z + (t + PREFETCH_AHEAD) * p->z_row + c);
+                __builtin_prefetch(y + (t + PREFETCH_AHEAD) * d + c, 1);
+            }
         if (p->dt_bias)
             for (int64_t c = 0; c < w; c++) dt[c] = softplus(delta[t * d + c] + bias[c]);
         else

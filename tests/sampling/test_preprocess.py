@@ -51,6 +51,16 @@ def test_normalize_is_channel_first() -> None:
     assert torch.allclose(out[0], torch.full((2, 3), (1 - CLIP_MEAN[0]) / CLIP_STD[0]))
 
 
+def test_normalize_lookup_equals_the_arithmetic_for_every_value() -> None:
+    values = np.arange(256, dtype=np.uint8)
+    rgb = np.stack([values, values[::-1], np.roll(values, 7)], -1).reshape(16, 16, 3)
+    for pixels in (rgb, rgb[:, ::2], rgb.transpose(1, 0, 2)):  # contiguous and strided views
+        scaled = pixels.astype(np.float32) * np.float32(1 / 255)
+        mean, std = np.asarray(CLIP_MEAN, np.float32), np.asarray(CLIP_STD, np.float32)
+        expected = torch.from_numpy(((scaled - mean) / std).transpose(2, 0, 1).copy())
+        assert torch.equal(normalize(pixels), expected)  # bit for bit
+
+
 def test_matches_transformers_clip_image_processor() -> None:
     transformers = pytest.importorskip("transformers")
     processor = transformers.CLIPImageProcessor(
