@@ -15,7 +15,9 @@ Every measurement runs in its own subprocess (`--worker SPEC`, one JSON line bac
 is its VmHWM over the whole process (imports, loading and the run: what the memory model predicts).
 ours = the library path of `model.api.ask` (plan_request → prefill_shared → question → finish →
 generate), float32, chunks of 2048 tokens or one chunk of the whole prompt; the first token needs
-no further forward, so time-to-first-token is the time until `finish` returns. Decode rate: 32
+no further forward, so time-to-first-token is the time until `finish` returns. Our chunked engine
+runs --repeats times per frame count (its own process each time): the fastest run's times, the
+median peak (`best_of`). Decode rate: 32
 greedy tokens with EOS ignored. transformers gets the same `inputs_embeds` (our CLIP + splice,
 written to a file by a separate worker) in one forward with `logits_to_keep=1`, only where a
 linear fit of its earlier peaks (or a first guess) stays under --max-rss-gb. Ends with one JSON line.
@@ -27,6 +29,7 @@ import argparse
 import json
 import math
 import re
+import statistics
 import subprocess
 import sys
 import time
@@ -42,6 +45,7 @@ from bench_lm_prefill import (
     mb,
     memory_status,
     prefill_matmuls,
+    reset_peak_rss,
     slope,
     wait_for_quiet,
 )
@@ -167,7 +171,8 @@ def worker_ours(spec: dict) -> dict:
     if spec["chunk"] == 0:  # one shot: one chunk holding the whole prompt
         run = dataclasses.replace(run, chunk_tokens=request(frames).num_tokens(DECODE_TOKENS))
     _first_logits(model, request(2), run, 1)  # warm-up: thread pools, the allocator, the decoder
-    loaded = memory_status()["VmRSS"]
+    loaded = memory_status()
+    reset_peak_rss()  # from here VmHWM is the run's own peak (loading's transients left out)
     with Meter() as m:
         req = request(frames)
         prefill, logits, shared = _first_logits(model, req, run, DECODE_TOKENS)
@@ -178,11 +183,13 @@ def worker_ours(spec: dict) -> dict:
     assert out.token_ids[0] == token and len(out.token_ids) == DECODE_TOKENS
     if spec.get("logits_file"):
         torch.save(logits.clone(), spec["logits_file"])
+    end = memory_status()
     return {"ttft_s": ttft, "prefill_s": prefill.seconds, "vision_s": shared.vision_seconds,
             "decode_frames_s": shared.decode_seconds, "generate_s": out.seconds,
             "decode_tok_s": (DECODE_TOKENS - 1) / out.seconds, "num_tokens": req.num_tokens(0),
             "capacity": req.num_tokens(DECODE_TOKENS), "chunk_tokens": run.chunk_tokens,
-            "peak_rss": memory_status()["VmHWM"], "base_rss": base, "rss_after_load": loaded,
+            "peak_rss": max(loaded["VmHWM"], end["VmHWM"]), "run_peak_rss": end["VmHWM"],
+            "base_rss": base, "rss_after_load": loaded["VmRSS"],
             "cache_bytes": prefill.cache.nbytes, "others_cores": m.others_cpu_s / m.seconds}
 
 
@@ -284,6 +291,17 @@ def configs():
             CLIPVisionConfig.from_dict(checkpoint.config["vision_config"]))
 
 
+def best_of(runs: list[dict]) -> dict:
+    """Our figures from repeated runs: the fastest run's (by time to first token: noise on this VM
+    only adds time, and the floor's rates are likewise the best of 10 calls), with the median peak
+    RSS (a peak legitimately varies either way: e.g. whether the decode queue is full when the
+    largest chunk runs)."""
+    fastest = min(runs, key=lambda r: r["ttft_s"])
+    median = {key: statistics.median(r[key] for r in runs) for key in ("peak_rss", "run_peak_rss")}
+    return fastest | median | {"repeats": len(runs), "ttft_all": [round(r["ttft_s"], 3) for r in runs],
+                               "run_peak_all": [r["run_peak_rss"] for r in runs]}
+
+
 def fits_hf(results: dict, frames: list[int], num_tokens: int, max_rss: float) -> tuple[bool, float]:
     """Predicted transformers peak for `num_tokens` from a line through its measured peaks."""
     done = [(r["num_tokens"], r["peak_rss"]) for f in frames if "peak_rss" in (r := results.get(f"hf {f}", {}))]
@@ -317,8 +335,9 @@ def measure(args) -> dict:
         return results[key]
 
     for f in args.frames:
-        record(f"ours {f}", {"kind": "ours", "chunk": CHUNK, "frames": f,
-                             "logits_file": str(OUT_DIR / f"engine_logits_ours_{f}.pt")}, retries=int(f <= 200))
+        spec = {"kind": "ours", "chunk": CHUNK, "frames": f, "logits_file": str(OUT_DIR / f"engine_logits_ours_{f}.pt")}
+        runs = [record(f"ours {f} run {k + 1}", spec, retries=int(f <= 200)) for k in range(args.repeats)]
+        results[f"ours {f}"] = best_of(runs)
     if not args.no_hf:
         for f in args.frames:
             tokens = results[f"ours {f}"]["num_tokens"]
@@ -356,6 +375,8 @@ def main() -> None:
     parser.add_argument("--max-rss-gb", type=float, default=18.0, help="skip transformers runs predicted above this")
     parser.add_argument("--attention-max-frames", type=int, default=200,
                         help="all-attention model: larger frame counts are skipped (quadratic time: ~25 min at 1000)")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="runs of our chunked engine per frame count (fastest time, median peak RSS)")
     parser.add_argument("--max-wait", type=float, default=600,
                         help="seconds to wait before each measurement for other processes to leave the CPU")
     args = parser.parse_args()
@@ -413,7 +434,8 @@ def report(args, results: dict, wall_s: float) -> None:
             "attention": _rounded(att), "floor_s": round(floor, 3), "ours_over_floor": round(r["ttft_s"] / floor, 3),
             "peak_floor_s": round(peak, 3), "ours_over_peak_floor": round(r["ttft_s"] / peak, 3),
             "hf_prefill_over_ours_prefill": round(hf_ratio, 3)})
-    print("(ours s/frame = time to first token / frames, i.e. frame decoding + CLIP + prefill; vision and prefill:"
+    print(f"(ours s/frame = time to first token / frames, i.e. frame decoding + CLIP + prefill, fastest of "
+          f"{args.repeats} runs; vision and prefill:"
           " seconds in CLIP and in the LM; tok/s: 31 greedy decode steps after it; floor: the matmuls of CLIP, the"
           " projector and the LM prefill, each projection at its own shape's measured fp32 rate, attention and"
           " lm_head at the best rate (as bench_lm_prefill.py); /peak: against all matmuls at the best rate;"
@@ -432,7 +454,7 @@ def memory_report(args, results, figures, lm, lm_attention, vision, estimate_mem
     frames = args.frames
     kv_frame = {name: c.kv_elements_per_token * 4 * figures["tokens_per_frame"]
                 for name, c in (("hybrid", lm), ("attention", lm_attention))}
-    print("\nPeak RSS (whole worker process, VmHWM), MB:")
+    print(f"\nPeak RSS (whole worker process, VmHWM; ours: the median of {args.repeats} runs), MB:")
     print(f"{'frames':>6} {'ours':>9} {'one-shot':>9} {'transformers':>13} {'all-attention':>14} {'predicted':>10} "
           f"{'meas/pred':>9}")
     figures["memory"] = {"kv_bytes_per_frame": {k: round(v) for k, v in kv_frame.items()}, "rows": []}
@@ -456,20 +478,25 @@ def memory_report(args, results, figures, lm, lm_attention, vision, estimate_mem
           + ", ".join(f"{k} {v / 2**20:.1f}" for k, v in est.items()))
     print("\nPer-frame slope of peak RSS (least squares over the frame counts measured), bytes/frame:")
     figures["memory"]["slopes"] = {}
-    for key, name in (("ours", "ours chunked"), ("oneshot", "ours one-shot"), ("hf", "transformers"),
-                      ("attention", "all-attention (ours chunked)")):
-        points = [(f, results[f"{key} {f}"]["peak_rss"]) for f in frames if "peak_rss" in results.get(f"{key} {f}", {})]
+    for key, field, name in (("ours", "run_peak_rss", "ours chunked, run's own peak"),
+                             ("ours", "peak_rss", "ours chunked, process peak"),
+                             ("oneshot", "peak_rss", "ours one-shot"), ("hf", "peak_rss", "transformers"),
+                             ("attention", "peak_rss", "all-attention (ours chunked)")):
+        points = [(f, results[f"{key} {f}"][field]) for f in frames if field in results.get(f"{key} {f}", {})]
         s = slope(*zip(*points, strict=True)) if len(points) > 1 else math.nan
-        figures["memory"]["slopes"][key] = round(s) if len(points) > 1 else None
+        label = key if field == "peak_rss" else f"{key} run"
+        figures["memory"]["slopes"][label] = round(s) if len(points) > 1 else None
         kv = kv_frame["attention" if key == "attention" else "hybrid"]
-        print(f"  {name:<30}{s:14.0f}  ({s / kv:5.2f} × its KV cache per frame, over frames {[p[0] for p in points]})")
+        print(f"  {name:<32}{s:14.0f}  ({s / kv:5.2f} × its KV cache per frame, over frames {[p[0] for p in points]})")
+    print("  (run's own peak: VmHWM reset after loading and the warm-up, so only what the run adds moves it)")
     print(f"  KV cache per frame: hybrid {kv_frame['hybrid']:.0f}, all-attention {kv_frame['attention']:.0f} "
           f"(= KV elements per token × 4 B × {figures['tokens_per_frame']:.2f} positions per frame)")
 
 
 def targets_report(figures, results, frames) -> None:
     slopes, kv = figures["memory"]["slopes"], figures["memory"]["kv_bytes_per_frame"]
-    targets = {"ours' memory slope = KV bytes/frame within 10%": abs(slopes["ours"] / kv["hybrid"] - 1) <= 0.10}
+    targets = {"ours' memory slope (run's own peak) = KV bytes/frame within 10%":
+               abs(slopes["ours run"] / kv["hybrid"] - 1) <= 0.10}
     rows = {r["frames"]: r for r in figures["rows"]}
     compared = [f for f in frames if not math.isnan(rows[f]["hf_prefill_over_ours_prefill"])]
     if compared:
