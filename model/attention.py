@@ -10,9 +10,11 @@ with the context (REFERENCE §2). So `causal_attention` is a tiled online-softma
 few tiles on it get an [l_q, s_k] one, tiles right of it are skipped. GQA folds the g query heads
 of a KV head into the query rows, so K/V are never repeated. Memory: a few score tiles (~24 MB).
 On CUDA, SDPA with a lower-right causal bias reaches the flash kernels, which do the same. On
-CPU, when this torch has its private flash kernel (it returns each row's log-sum-exp),
+CPU, float32 prefill chunks go to the compiled kernel (`causal_attention_compiled`: the same
+recurrence in C, the whole chunk against cache and itself in one pass); otherwise, when this
+torch has its private flash kernel (it returns each row's log-sum-exp),
 `causal_attention_flash_cpu` runs the cached keys and the chunk's own keys as two kernel calls
-merged exactly; the tiled attention is the fallback and the twin it is tested against.
+merged exactly; the tiled attention is the fallback and the twin both are tested against.
 While autograd records (training), `Attention` uses differentiable twins instead (see
 `_attend_for_training`): the tiles are updated in place, which autograd cannot replay.
 """
@@ -25,6 +27,7 @@ from torch import nn
 
 from model.cache import AttentionCache
 from model.config import JambaConfig
+from model.cpu_kernels import ATTENTION_ROWS, MAX_HEAD_DIM, attention_compiled, kernels_available
 
 # Elements of one float32 score tile [b, h, q_block, k_tile]: 8 MB; with its mask and the
 # product with V it is the attention's whole working memory on CPU.
@@ -92,6 +95,38 @@ def causal_attention_flash_cpu(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
     return out.addcmul_(own.float(), (own_lse - total).exp_()[..., None]).to(q.dtype)
 
 
+def causal_attention_compiled(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Bottom-right causal GQA attention by the compiled CPU kernel (`model.cpu_kernels`): GQA
+    folds the g query heads into the rows, so the cache is read in place and never repeated.
+    float32, head_dim a multiple of 8. Same contract as `causal_attention`."""
+    b, h, l, hd = q.shape
+    h_kv = k.shape[1]
+    out, _ = attention_compiled(q.reshape(b, h_kv, h // h_kv * l, hd), k, v, causal_len=l)
+    return out.view(b, h, l, hd)
+
+
+def _compiled_attention_fits(q: torch.Tensor, k: torch.Tensor) -> bool:
+    """The compiled kernel built and takes these: float32, a head_dim it handles, and at least one
+    full block of query rows (decode steps, with g·1 rows, stay with the flash kernel)."""
+    hd = q.shape[-1]
+    return (
+        q.dtype == torch.float32
+        and k.dtype == torch.float32
+        and hd % 8 == 0
+        and hd <= MAX_HEAD_DIM
+        and q.shape[1] * q.shape[2] // k.shape[1] >= ATTENTION_ROWS
+        and kernels_available()
+    )
+
+
+def causal_attention_cpu(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """The CPU's fastest exact path for this call: the compiled kernel, else PyTorch's flash kernel
+    pair, else the tiled attention. Same contract as `causal_attention`."""
+    if _compiled_attention_fits(q, k):
+        return causal_attention_compiled(q, k, v)
+    return causal_attention_flash_cpu(q, k, v) if flash_cpu_available() else causal_attention(q, k, v)
+
+
 def causal_attention_cuda(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """SDPA with a lower-right causal bias: on CUDA it dispatches to the flash / memory-efficient
     kernels, which align the causal mask bottom-right without materialising it. Same contract as
@@ -130,11 +165,10 @@ def _attend_block(rows: torch.Tensor, k: torch.Tensor, v: torch.Tensor, first_po
 
 
 def _attend_for_device(device: torch.device):
-    """CUDA: SDPA with a lower-right bias; CPU: the flash kernel pair when this torch has it,
-    else the tiled attention."""
+    """CUDA: SDPA with a lower-right bias; CPU: `causal_attention_cpu`; elsewhere the tiled attention."""
     if device.type == "cuda":
         return causal_attention_cuda
-    return causal_attention_flash_cpu if device.type == "cpu" and flash_cpu_available() else causal_attention
+    return causal_attention_cpu if device.type == "cpu" else causal_attention
 
 
 class Attention(nn.Module):

@@ -1,9 +1,13 @@
-"""Compiled CPU kernels for the Mamba mixer (`kernels/mamba_cpu.c`), built on first use, optional.
+"""Compiled CPU kernels for the Mamba mixer and attention (`kernels/cpu_kernels.c`), built on first
+use, optional.
 
 - `scan_compiled`: the selective scan, same contract as every scan in `model.scan` (shapes there).
 - `mamba_inner_compiled`: the same scan fused with softplus(dt + bias) before it and the D skip
   and SiLU gate after it, i.e. everything between x_proj/dt_proj and out_proj.
 - `causal_conv_compiled`: the depthwise causal conv + SiLU, same contract as `mamba.causal_conv`.
+- `attention_compiled`: softmax attention of query rows over keys, optionally bottom-right causal,
+  with each row's log-sum-exp (what PyTorch's private CPU flash kernel returns); the attention
+  layer's CPU path (`model.attention.causal_attention_compiled`).
 - `scan_differentiable_compiled`: the training scan, `model.scan.scan_differentiable`'s contract
   and gradients: the forward keeps every state, the backward runs the reverse-time recurrence
   per channel block with all elementwise math in registers.
@@ -35,10 +39,12 @@ from pathlib import Path
 
 import torch
 
-KERNEL_SOURCE = Path(__file__).with_name("kernels") / "mamba_cpu.c"
+KERNEL_SOURCE = Path(__file__).with_name("kernels") / "cpu_kernels.c"
 DISABLE_ENV = "LONGLLAVA_CPU_KERNELS"  # "0" turns the compiled kernels off
 MAX_D_STATE = 256  # MAX_N in the C source
 MAX_D_CONV = 16  # MAX_K
+MAX_HEAD_DIM = 256  # the attention's; head_dim must also be a multiple of 8
+ATTENTION_ROWS = 32  # ATT_ROWS: query rows are computed in blocks of this many (fewer are padded)
 _BLOCK = 64  # BLOCK: channels per work item (the backward's partial sums come per block)
 # No FP-exception semantics are used, so selects may evaluate both sides: the loops vectorise.
 # ISO C mode forbids contracting a * b + c into one FMA; the polynomials want it (measured on a
@@ -101,7 +107,7 @@ def _build(compiler: str) -> Path:
         key = hashlib.sha256(
             b"\0".join(x.encode() if isinstance(x, str) else x for x in (source, compiler, version, *flags)) + machine
         ).hexdigest()[:16]
-        target = cache / f"mamba_cpu-{key}.so"
+        target = cache / f"longllava_cpu-{key}.so"
         failed = target.with_suffix(".failed")
         if target.exists():
             return target
@@ -144,11 +150,15 @@ def _open(path: Path) -> ctypes.CDLL:
     library.selective_scan_hist_f32.argtypes = [pointer] * 8 + [size] * 5
     library.selective_scan_bwd_f32.argtypes = [pointer] * 15 + [size] * 5
     library.causal_conv_silu_f32.argtypes = [pointer, size, size, pointer, pointer, pointer, pointer] + [size] * 5
+    library.attention_f32.argtypes = (
+        [pointer, size, size] * 3 + [pointer, pointer] + [size] * 5 + [ctypes.c_float, size]
+    )
     for function in (
         library.selective_scan_f32,
         library.selective_scan_hist_f32,
         library.selective_scan_bwd_f32,
         library.causal_conv_silu_f32,
+        library.attention_f32,
     ):
         function.restype = ctypes.c_int
     return library
@@ -325,3 +335,49 @@ def causal_conv_compiled(
     # The k-1 inputs before the next call: x's last rows, preceded by the old tail when l < k-1.
     new_tail = xf[:, l - (k - 1) :] if l >= k - 1 else torch.cat([tail_f, xf], dim=1)[:, l:]
     return out, new_tail.clone(memory_format=torch.contiguous_format)
+
+
+def attention_compiled(
+    rows: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal_len: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Softmax attention of query rows over keys in one pass, float32 CPU tensors.
+
+    rows: [b, h_kv, R, hd] (scaled by hd^-0.5 inside); k, v: [b, h_kv, S, hd], e.g. views of a KV
+    cache (read in place when the last axis has unit stride). causal_len 0: every row sees every
+    key. causal_len L > 0: row r is the query at position S - L + (r mod L) and sees the keys up
+    to its own position, i.e. the rows are g query heads' L new queries folded into one KV head
+    (GQA), bottom-right aligned after the S - L cached keys. hd: a multiple of 8, ≤ MAX_HEAD_DIM.
+    Returns (out [b, h_kv, R, hd], lse [b, h_kv, R]): the attention and each row's log-sum-exp of
+    its scaled scores, float32.
+    """
+    library = _library(rows, k, v)
+    b, h_kv, n_rows, hd = rows.shape
+    keys = k.shape[2]
+    if rows.dtype != torch.float32 or k.dtype != torch.float32 or v.dtype != torch.float32:
+        raise ValueError("the compiled attention takes float32 tensors")
+    if hd % 8 or hd > MAX_HEAD_DIM:
+        raise ValueError(f"head_dim {hd} is not a multiple of 8 up to {MAX_HEAD_DIM}")
+    if not 0 <= causal_len <= keys or keys < 1:
+        raise ValueError(f"causal_len {causal_len} does not fit {keys} keys")
+    # Heads are addressed as b·h_kv entries of one stride: fold (b, h_kv) where the layout allows.
+    rows, k, v = (_heads_foldable(t) for t in (rows, k, v))
+    out = rows.new_empty((b, h_kv, n_rows, hd))
+    lse = rows.new_empty((b, h_kv, n_rows))
+    status = library.attention_f32(
+        rows.data_ptr(), rows.stride(1), rows.stride(2),
+        k.data_ptr(), k.stride(1), k.stride(2),
+        v.data_ptr(), v.stride(1), v.stride(2),
+        out.data_ptr(), lse.data_ptr(),
+        b * h_kv, n_rows, keys, hd, causal_len, hd**-0.5, _threads(b * h_kv * n_rows * keys * hd),
+    )  # fmt: skip
+    if status == 2:
+        raise MemoryError("the compiled attention could not allocate its working buffers")
+    return out, lse
+
+
+def _heads_foldable(t: torch.Tensor) -> torch.Tensor:
+    """t [b, h, n, hd] with unit stride along hd and stride(0) == h·stride(1), so that head i of
+    batch j sits at (j·h + i)·stride(1); a copy only where t is not laid out so already."""
+    if t.stride(3) == 1 and (t.shape[0] == 1 or t.stride(0) == t.shape[1] * t.stride(1)):
+        return t
+    return t.contiguous()

@@ -1,4 +1,5 @@
-"""Tiled bottom-right causal attention and the growing KV cache."""
+"""Bottom-right causal attention (tiled, PyTorch's CPU flash kernel pair, the compiled kernel) and
+the growing KV cache."""
 
 from __future__ import annotations
 
@@ -9,12 +10,15 @@ import model.attention as attn_mod
 from model.attention import (
     attention_reference,
     causal_attention,
+    causal_attention_compiled,
+    causal_attention_cpu,
     causal_attention_cuda,
     causal_attention_flash_cpu,
     flash_cpu_available,
 )
 from model.cache import AttentionCache, new_cache
 from model.config import JambaConfig
+from model.cpu_kernels import kernels_status
 
 
 def _qkv(l, s, h=6, h_kv=2, hd=8, b=2, seed=0):
@@ -63,6 +67,39 @@ def test_flash_cpu_merge_in_bfloat16():
     out = causal_attention_flash_cpu(q, k, v)
     assert out.dtype == torch.bfloat16
     torch.testing.assert_close(out.float(), attention_reference(q, k, v).float(), atol=2e-2, rtol=2e-2)
+
+
+@pytest.mark.skipif(not kernels_status()[0], reason=f"compiled CPU kernels unavailable: {kernels_status()[1]}")
+@pytest.mark.parametrize(("l", "s"), [(1, 1), (1, 40), (7, 7), (7, 40), (40, 40), (33, 1000), (300, 333)])
+@pytest.mark.parametrize(("h", "h_kv", "hd"), [(6, 2, 8), (4, 4, 64), (8, 2, 64)])
+def test_compiled_attention_equals_reference(l, s, h, h_kv, hd):
+    """The whole chunk against cached and own keys in one kernel call; K/V views into a larger
+    cache buffer; GQA folded into the rows (the cache is never repeated)."""
+    q, k, v = _qkv(l, s + 9, h=h, h_kv=h_kv, hd=hd)
+    q = q[:, :, :l]
+    k, v = k[:, :, :s], v[:, :, :s]
+    torch.testing.assert_close(
+        causal_attention_compiled(q, k, v), attention_reference(q, k, v), atol=1e-5, rtol=1e-5
+    )
+
+
+def test_cpu_attention_takes_the_compiled_kernel_for_float32_chunks_only(monkeypatch):
+    """Prefill chunks (≥ 32 query rows after GQA folding) go to the compiled kernel when it
+    built; decode steps and bfloat16 to PyTorch's flash pair (or the tiled attention)."""
+    used = []
+    monkeypatch.setattr(attn_mod, "causal_attention_compiled", lambda *a: used.append("compiled") or 0)
+    monkeypatch.setattr(attn_mod, "causal_attention_flash_cpu", lambda *a: used.append("flash") or 0)
+    monkeypatch.setattr(attn_mod, "causal_attention", lambda *a: used.append("tiled") or 0)
+    monkeypatch.setattr(attn_mod, "kernels_available", lambda: True)
+    causal_attention_cpu(*_qkv(16, 40, h=6, h_kv=2))  # 3·16 = 48 rows per KV head
+    causal_attention_cpu(*_qkv(1, 40, h=6, h_kv=2))  # decode: 3 rows
+    causal_attention_cpu(*(t.bfloat16() for t in _qkv(16, 40, h=6, h_kv=2)))
+    causal_attention_cpu(*_qkv(16, 40, h=6, h_kv=2, hd=12))  # head_dim not a multiple of 8
+    fallback = "flash" if flash_cpu_available() else "tiled"
+    assert used == ["compiled", fallback, fallback, fallback]
+    monkeypatch.setattr(attn_mod, "kernels_available", lambda: False)  # no compiler, or disabled
+    causal_attention_cpu(*_qkv(16, 40, h=6, h_kv=2))
+    assert used[-1] == fallback
 
 
 def test_reference_is_bottom_right_aligned():

@@ -1,6 +1,7 @@
 """The compiled CPU kernels (model/cpu_kernels.py) against their PyTorch twins: the scan against
 `scan_reference`, the fused inner part and the conv against the mixer's PyTorch code, the mixer
-with and without them; continuation across chunks; the fallback when they cannot be built."""
+with and without them, the attention against softmax in float64; continuation across chunks; the
+fallback when they cannot be built."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import model.mamba as mamba_mod
 from model.cache import MambaCache
 from model.config import JambaConfig
 from model.cpu_kernels import (
+    attention_compiled,
     causal_conv_compiled,
     kernels_status,
     mamba_inner_compiled,
@@ -322,6 +324,8 @@ def test_build_without_openmp_equals_reference(tmp_path, monkeypatch):
         out, new_tail = causal_conv_compiled(x, tail, weight, bias)
         short = (x[:, :40], delta[:, :40], A, B[:, :40], C[:, :40], state)
         trained = _scan_gradients(scan_differentiable_compiled, short)
+        rows, keys, values = _attention_inputs(b=2, h_kv=2, n_rows=300, keys=333, hd=16)
+        attended, lse = attention_compiled(rows, keys, values, causal_len=100)
     finally:
         torch.set_num_threads(threads)
     reference = _scan_gradients(scan_reference, short)
@@ -333,3 +337,75 @@ def test_build_without_openmp_equals_reference(tmp_path, monkeypatch):
     out_ref, tail_ref = causal_conv(x, tail, weight, bias)
     torch.testing.assert_close(out, out_ref, atol=1e-5, rtol=1e-5)
     assert torch.equal(new_tail, tail_ref)
+    attended_ref, lse_ref = _softmax_attention_float64(rows, keys, values, causal_len=100)
+    torch.testing.assert_close(attended, attended_ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(lse, lse_ref, atol=1e-5, rtol=1e-5)
+
+
+def _attention_inputs(b, h_kv, n_rows, keys, hd, seed=0):
+    """Rows [b, h_kv, R, hd]; keys and values as views of the first `keys` positions of a longer
+    cache buffer (what `AttentionCache.append` returns)."""
+    g = torch.Generator().manual_seed(seed)
+    rows = torch.randn(b, h_kv, n_rows, hd, generator=g)
+    cache_k, cache_v = (torch.randn(b, h_kv, keys + 7, hd, generator=g) for _ in range(2))
+    return rows, cache_k[:, :, :keys], cache_v[:, :, :keys]
+
+
+def _softmax_attention_float64(rows, keys, values, causal_len=0):
+    """(out, lse) in float64, cast to float32: `attention_compiled`'s contract written plainly."""
+    scores = (rows.double() @ keys.double().transpose(-1, -2)) * rows.shape[-1] ** -0.5
+    if causal_len:
+        n_keys = keys.shape[2]
+        position = n_keys - causal_len + torch.arange(rows.shape[2]) % causal_len
+        scores = scores.masked_fill(torch.arange(n_keys)[None, :] > position[:, None], float("-inf"))
+    return (scores.softmax(-1) @ values.double()).float(), scores.logsumexp(-1).float()
+
+
+@compiled
+@pytest.mark.parametrize(
+    ("n_rows", "keys", "hd"),
+    # one row; a block's edge (31, 33 of 32); a work item's edge (257 of 256 rows); key blocks of
+    # 64 cut at 63 / 65; one key; head dims 8, 64 and the largest
+    [(1, 1, 8), (31, 63, 64), (33, 65, 64), (257, 700, 16), (600, 130, 64), (40, 50, 256)],
+)
+def test_compiled_attention_equals_float64_softmax(n_rows, keys, hd):
+    rows, k, v = _attention_inputs(b=2, h_kv=2, n_rows=n_rows, keys=keys, hd=hd)
+    out, lse = attention_compiled(rows, k, v)
+    out_ref, lse_ref = _softmax_attention_float64(rows, k, v)
+    torch.testing.assert_close(out, out_ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(lse, lse_ref, atol=1e-5, rtol=1e-5)
+
+
+@compiled
+@pytest.mark.parametrize(
+    ("causal_len", "keys", "g"), [(1, 1, 1), (5, 5, 4), (37, 100, 4), (300, 300, 1), (70, 1000, 8)]
+)
+def test_compiled_attention_causal_rows_see_keys_up_to_their_position(causal_len, keys, g):
+    """g query heads of `causal_len` new queries folded into the rows of one KV head, after
+    keys - causal_len cached ones: key blocks wholly in a row block's future are skipped, blocks
+    across the diagonal masked per row."""
+    rows, k, v = _attention_inputs(b=1, h_kv=2, n_rows=g * causal_len, keys=keys, hd=64, seed=1)
+    out, lse = attention_compiled(rows, k, v, causal_len=causal_len)
+    out_ref, lse_ref = _softmax_attention_float64(rows, k, v, causal_len=causal_len)
+    torch.testing.assert_close(out, out_ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(lse, lse_ref, atol=1e-5, rtol=1e-5)
+
+
+@compiled
+def test_compiled_attention_is_thread_count_independent_and_checks_its_inputs():
+    rows, k, v = _attention_inputs(b=1, h_kv=2, n_rows=700, keys=900, hd=64)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = attention_compiled(rows, k, v, causal_len=300)
+        torch.set_num_threads(max(2, threads))
+        two = attention_compiled(rows, k, v, causal_len=300)
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(a, b) for a, b in zip(one, two, strict=True))
+    with pytest.raises(ValueError, match="multiple of 8"):
+        attention_compiled(rows[..., :12], k[..., :12], v[..., :12])
+    with pytest.raises(ValueError, match="float32"):
+        attention_compiled(rows.double(), k.double(), v.double())
+    with pytest.raises(ValueError, match="does not fit"):
+        attention_compiled(rows, k, v, causal_len=901)

@@ -1,7 +1,8 @@
-/* Jamba's Mamba mixer on the CPU: the selective scan (optionally fused with softplus(dt + bias)
- * in front and the D skip and SiLU gate behind) and the depthwise causal conv + SiLU, each
- * continuing from carried state. model/scan.py and model/mamba.py have the math and the PyTorch
- * twins these must equal; model/cpu_kernels.py builds and calls this file.
+/* LongLLaVA's CPU kernels: Jamba's Mamba mixer (the selective scan, optionally fused with
+ * softplus(dt + bias) in front and the D skip and SiLU gate behind, and the depthwise causal
+ * conv + SiLU, each continuing from carried state) and the attention layer's softmax attention
+ * of a prefill chunk over the KV cache. model/scan.py, model/mamba.py and model/attention.py have
+ * the math and the PyTorch twins these must equal; model/cpu_kernels.py builds and calls this file.
  *
  *     delta_t = softplus(dt_t + dt_bias)                                     (if dt_bias)
  *     h_t = exp(delta_t * A) * h_{t-1} + delta_t * B_t * x_t        y_t = sum_n C_t[n] h_t[n]
@@ -14,11 +15,14 @@
  * Why: in PyTorch every token costs a dispatched op over [b, n, d] and every intermediate a pass
  * over memory. Here a block of BLOCK channels keeps its [n, BLOCK] state in L1 for the whole
  * sequence and all elementwise math happens in registers. Channel blocks are independent, so
- * threads split them without synchronisation (OpenMP, else pthreads: see run_parallel). C11;
- * gcc and clang vectorise the BLOCK-wide loops.
+ * threads split them without synchronisation (OpenMP, else pthreads: see run_parallel). C11 plus
+ * the vector extensions gcc and clang share (the attention's 16-lane `vf`); the scan's
+ * BLOCK-wide loops are vectorised by the compiler.
  */
+#include <math.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define BLOCK 64   /* channels per block: 4 AVX-512 or 16 NEON vectors */
@@ -371,4 +375,213 @@ int causal_conv_silu_f32(const float *x, int64_t x_batch, int64_t x_row, const f
     const conv_problem p = {x, tail, w, bias, x_batch, x_row, out, b, l, d, k};
     run_parallel(conv_item, &p, b * ((l + CONV_ROWS - 1) / CONV_ROWS), num_threads);
     return 0;
+}
+
+/* ---- attention ------------------------------------------------------------------------------
+ * Softmax attention of query rows over keys, optionally bottom-right causal, FlashAttention's
+ * online softmax in one pass (no score matrix in memory). Rows are vectorised 16 to a `vf`: a
+ * block of ATT_ROWS query rows holds its queries transposed ([hd][rows]) and its running max,
+ * sum and output in registers or L1, and for every key computes 32 scores at once by FMAs of
+ * broadcast key elements; the scores' exp, and P·V by FMAs of broadcast value elements. A work
+ * item is ATT_BLOCKS such row blocks of one head, which take each ATT_KEYS-key block in turn
+ * while it is in cache, so K and V stream from memory once per ATT_BLOCKS · ATT_ROWS rows.
+ *
+ * q [heads, rows, hd] (row stride q_row, head stride q_head), k and v [heads, keys, hd] alike,
+ * unit stride along hd; out [heads, rows, hd] and lse [heads, rows] contiguous; scores are
+ * scaled by `scale`. causal_len 0: every row sees every key. causal_len L > 0: row r is the
+ * query at position keys - L + (r mod L) (g·L rows are g query heads of one KV head, folded) and
+ * sees the keys up to its own position. */
+
+typedef float vf __attribute__((vector_size(64)));   /* 16 lanes: one AVX-512 register, two AVX2 */
+typedef int32_t vi __attribute__((vector_size(64)));
+
+#define ATT_ROWS 32  /* query rows per block: two vf */
+#define ATT_BLOCKS 8 /* row blocks per work item */
+#define ATT_KEYS 64  /* keys per block */
+#define MAX_HEAD_DIM 256
+
+static inline vf vsplat(float x) { return (vf){0} + x; }
+static inline vf vselect(vi mask, vf a, vf b) { return (vf)(((vi)a & mask) | ((vi)b & ~mask)); }
+
+/* exp_approx on 16 lanes (same polynomial; the argument is at most 0 here, clamped below). */
+static inline vf vexp(vf v) {
+    v = vselect(v < vsplat(-86.0f), vsplat(-86.0f), v);
+    vf k = v * 1.44269504088896341f;
+    k = (k + 12582912.0f) - 12582912.0f;
+    const vf r = v - k * 0.693359375f + k * 2.12194440e-4f;
+    vf p = vsplat(1.9875691500e-4f);
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    const vi bits = (__builtin_convertvector(k, vi) + 127) << 23;
+    return p * (vf)bits;
+}
+
+typedef struct {
+    const float *q, *k, *v;
+    int64_t q_head, q_row, k_head, k_row, v_head, v_row;
+    float *out, *lse;
+    int64_t rows, keys, hd, causal_len;
+    float scale;
+    int failed; /* set by an item whose buffers could not be allocated */
+} attention_problem;
+
+typedef struct {
+    vf m[2], l[2];    /* running max and sum of exp per row */
+    vf last[2];       /* causal: the last key each row sees, as a float (exact below 2^24) */
+    float last_min, last_max;
+    int64_t r0, count;
+} row_block;
+
+/* Scores of one row block against keys [k0, k0 + kb), into s[j][2]. */
+static inline void attention_scores(const attention_problem *p, const vf *qT, const float *k, int64_t k0,
+                                    int64_t kb, vf (*s)[2]) {
+    const int64_t hd = p->hd;
+    int64_t j0 = 0;
+    for (; j0 + 8 <= kb; j0 += 8) {
+        vf a[8][2];
+        for (int jj = 0; jj < 8; jj++) a[jj][0] = a[jj][1] = vsplat(0.0f);
+        const float *kr = k + (k0 + j0) * p->k_row;
+        for (int64_t d = 0; d < hd; d++) {
+            const vf x0 = qT[2 * d], x1 = qT[2 * d + 1];
+            for (int jj = 0; jj < 8; jj++) {
+                const float kv = kr[jj * p->k_row + d];
+                a[jj][0] += x0 * kv;
+                a[jj][1] += x1 * kv;
+            }
+        }
+        for (int jj = 0; jj < 8; jj++) s[j0 + jj][0] = a[jj][0], s[j0 + jj][1] = a[jj][1];
+    }
+    for (; j0 < kb; j0++) {
+        vf a0 = vsplat(0.0f), a1 = a0;
+        const float *kr = k + (k0 + j0) * p->k_row;
+        for (int64_t d = 0; d < hd; d++) a0 += qT[2 * d] * kr[d], a1 += qT[2 * d + 1] * kr[d];
+        s[j0][0] = a0, s[j0][1] = a1;
+    }
+}
+
+/* Online-softmax update of one row block with the scores s of keys [k0, k0 + kb), then acc += P·V. */
+static inline void attention_update(const attention_problem *p, row_block *rb, vf *accT, const float *v, int64_t k0,
+                                    int64_t kb, vf (*s)[2]) {
+    const int64_t hd = p->hd;
+    const int masked = p->causal_len > 0 && (float)(k0 + kb - 1) > rb->last_min;
+    vf n0 = rb->m[0], n1 = rb->m[1];
+    for (int64_t j = 0; j < kb; j++) {
+        if (masked) {
+            const vf key = vsplat((float)(k0 + j)), minus_inf = vsplat(-INFINITY);
+            s[j][0] = vselect(key > rb->last[0], minus_inf, s[j][0]);
+            s[j][1] = vselect(key > rb->last[1], minus_inf, s[j][1]);
+        }
+        n0 = vselect(s[j][0] > n0, s[j][0], n0);
+        n1 = vselect(s[j][1] > n1, s[j][1], n1);
+    }
+    vf s0 = vsplat(0.0f), s1 = s0;
+    for (int64_t j = 0; j < kb; j++) {
+        vf e0 = vexp(s[j][0] - n0), e1 = vexp(s[j][1] - n1);
+        if (masked) { /* exactly 0 for hidden keys (the clamped exp would leave 4e-38) */
+            const vf key = vsplat((float)(k0 + j)), zero = vsplat(0.0f);
+            e0 = vselect(key > rb->last[0], zero, e0);
+            e1 = vselect(key > rb->last[1], zero, e1);
+        }
+        s[j][0] = e0, s[j][1] = e1;
+        s0 += e0, s1 += e1;
+    }
+    const vf f0 = vexp(rb->m[0] - n0), f1 = vexp(rb->m[1] - n1); /* first block: exp(-inf) ~ 0 */
+    rb->l[0] = rb->l[0] * f0 + s0, rb->l[1] = rb->l[1] * f1 + s1;
+    rb->m[0] = n0, rb->m[1] = n1;
+    for (int64_t d0 = 0; d0 < hd; d0 += 8) {
+        vf a[8][2];
+        for (int dd = 0; dd < 8; dd++) a[dd][0] = accT[2 * (d0 + dd)] * f0, a[dd][1] = accT[2 * (d0 + dd) + 1] * f1;
+        const float *vr = v + k0 * p->v_row + d0;
+        for (int64_t j = 0; j < kb; j++) {
+            const vf p0 = s[j][0], p1 = s[j][1];
+            for (int dd = 0; dd < 8; dd++) {
+                const float vv = vr[j * p->v_row + dd];
+                a[dd][0] += p0 * vv;
+                a[dd][1] += p1 * vv;
+            }
+        }
+        for (int dd = 0; dd < 8; dd++) accT[2 * (d0 + dd)] = a[dd][0], accT[2 * (d0 + dd) + 1] = a[dd][1];
+    }
+}
+
+static void attention_item(const void *problem, int64_t item) {
+    attention_problem *p = (attention_problem *)problem;
+    const int64_t per_item = ATT_ROWS * ATT_BLOCKS, items_per_head = (p->rows + per_item - 1) / per_item;
+    const int64_t head = item / items_per_head, first = (item % items_per_head) * per_item, hd = p->hd;
+    const int64_t nb = (p->rows - first + ATT_ROWS - 1) / ATT_ROWS < ATT_BLOCKS
+                           ? (p->rows - first + ATT_ROWS - 1) / ATT_ROWS : ATT_BLOCKS;
+    vf *qT = aligned_alloc(64, (size_t)(2 * nb * hd) * sizeof(vf)); /* [nb][hd][2] */
+    vf *accT = aligned_alloc(64, (size_t)(2 * nb * hd) * sizeof(vf));
+    if (!qT || !accT) {
+        free(qT), free(accT);
+        p->failed = 1;
+        return;
+    }
+    const float *k = p->k + head * p->k_head, *v = p->v + head * p->v_head;
+    row_block blocks[ATT_BLOCKS];
+    float tmp[ATT_ROWS];
+    int64_t keys_needed = 0;
+    for (int64_t b = 0; b < nb; b++) {
+        row_block *rb = &blocks[b];
+        rb->r0 = first + b * ATT_ROWS;
+        rb->count = p->rows - rb->r0 < ATT_ROWS ? p->rows - rb->r0 : ATT_ROWS;
+        const float *q = p->q + head * p->q_head + rb->r0 * p->q_row;
+        for (int64_t d = 0; d < hd; d++) {
+            for (int64_t r = 0; r < ATT_ROWS; r++) tmp[r] = r < rb->count ? q[r * p->q_row + d] * p->scale : 0.0f;
+            memcpy(&qT[(b * hd + d) * 2], tmp, sizeof tmp);
+            accT[(b * hd + d) * 2] = accT[(b * hd + d) * 2 + 1] = vsplat(0.0f);
+        }
+        rb->m[0] = rb->m[1] = vsplat(-INFINITY);
+        rb->l[0] = rb->l[1] = vsplat(0.0f);
+        rb->last_min = (float)p->keys, rb->last_max = 0.0f;
+        for (int64_t r = 0; r < ATT_ROWS; r++) {
+            /* padding rows (r >= count) copy the last real row's limit: same keys, discarded */
+            const int64_t row = rb->r0 + (r < rb->count ? r : rb->count - 1);
+            const int64_t last = p->causal_len ? p->keys - p->causal_len + row % p->causal_len : p->keys - 1;
+            tmp[r] = (float)last;
+            rb->last_min = tmp[r] < rb->last_min ? tmp[r] : rb->last_min;
+            rb->last_max = tmp[r] > rb->last_max ? tmp[r] : rb->last_max;
+        }
+        memcpy(rb->last, tmp, sizeof tmp);
+        keys_needed = (int64_t)rb->last_max + 1 > keys_needed ? (int64_t)rb->last_max + 1 : keys_needed;
+    }
+    vf s[ATT_KEYS][2];
+    for (int64_t k0 = 0; k0 < keys_needed; k0 += ATT_KEYS) {
+        const int64_t kb = keys_needed - k0 < ATT_KEYS ? keys_needed - k0 : ATT_KEYS;
+        for (int64_t b = 0; b < nb; b++) {
+            if ((float)k0 > blocks[b].last_max) continue; /* every key of the block is in these rows' future */
+            attention_scores(p, &qT[b * hd * 2], k, k0, kb, s);
+            attention_update(p, &blocks[b], &accT[b * hd * 2], v, k0, kb, s);
+        }
+    }
+    for (int64_t b = 0; b < nb; b++) {
+        const row_block *rb = &blocks[b];
+        float sums[ATT_ROWS], maxes[ATT_ROWS];
+        memcpy(sums, rb->l, sizeof sums);
+        memcpy(maxes, rb->m, sizeof maxes);
+        float *out = p->out + (head * p->rows + rb->r0) * hd;
+        for (int64_t d = 0; d < hd; d++) {
+            memcpy(tmp, &accT[(b * hd + d) * 2], sizeof tmp);
+            for (int64_t r = 0; r < rb->count; r++) out[r * hd + d] = tmp[r] / sums[r];
+        }
+        for (int64_t r = 0; r < rb->count; r++) p->lse[head * p->rows + rb->r0 + r] = maxes[r] + logf(sums[r]);
+    }
+    free(qT), free(accT);
+}
+
+/* Returns 0; 1 if hd is not a multiple of 8 or exceeds MAX_HEAD_DIM, or causal_len does not fit
+ * (nothing written); 2 if memory for an item's buffers could not be allocated. */
+int attention_f32(const float *q, int64_t q_head, int64_t q_row, const float *k, int64_t k_head, int64_t k_row,
+                  const float *v, int64_t v_head, int64_t v_row, float *out, float *lse, int64_t heads, int64_t rows,
+                  int64_t keys, int64_t hd, int64_t causal_len, float scale, int64_t num_threads) {
+    if (hd % 8 || hd < 8 || hd > MAX_HEAD_DIM || causal_len < 0 || causal_len > keys || keys < 1) return 1;
+    attention_problem p = {q, k, v, q_head, q_row, k_head, k_row, v_head, v_row, out, lse,
+                           rows, keys, hd, causal_len, scale, 0};
+    const int64_t per_item = ATT_ROWS * ATT_BLOCKS;
+    run_parallel(attention_item, &p, heads * ((rows + per_item - 1) / per_item), num_threads);
+    return p.failed ? 2 : 0;
 }
