@@ -27,7 +27,13 @@ from torch import nn
 
 from model.cache import AttentionCache
 from model.config import JambaConfig
-from model.cpu_kernels import ATTENTION_ROWS, MAX_HEAD_DIM, attention_compiled, kernels_available
+from model.cpu_kernels import (
+    ATTENTION_ROWS,
+    MAX_ATTENTION_KEYS,
+    MAX_HEAD_DIM,
+    attention_compiled,
+    kernels_available,
+)
 
 # Elements of one float32 score tile [b, h, q_block, k_tile]: 8 MB; with its mask and the
 # product with V it is the attention's whole working memory on CPU.
@@ -115,6 +121,7 @@ def _compiled_attention_fits(q: torch.Tensor, k: torch.Tensor) -> bool:
         and hd % 8 == 0
         and hd <= MAX_HEAD_DIM
         and q.shape[1] * q.shape[2] // k.shape[1] >= ATTENTION_ROWS
+        and k.shape[2] <= MAX_ATTENTION_KEYS
         and kernels_available()
     )
 

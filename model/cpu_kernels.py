@@ -45,6 +45,7 @@ MAX_D_STATE = 256  # MAX_N in the C source
 MAX_D_CONV = 16  # MAX_K
 MAX_HEAD_DIM = 256  # the attention's; head_dim must also be a multiple of 8
 ATTENTION_ROWS = 32  # ATT_ROWS: query rows are computed in blocks of this many (fewer are padded)
+MAX_ATTENTION_KEYS = 1 << 24  # the causal mask compares key positions as float32, exact to 2^24
 _BLOCK = 64  # BLOCK: channels per work item (the backward's partial sums come per block)
 # No FP-exception semantics are used, so selects may evaluate both sides: the loops vectorise.
 # ISO C mode forbids contracting a * b + c into one FMA; the polynomials want it (measured on a
@@ -357,8 +358,8 @@ def attention_compiled(
         raise ValueError("the compiled attention takes float32 tensors")
     if hd % 8 or hd > MAX_HEAD_DIM:
         raise ValueError(f"head_dim {hd} is not a multiple of 8 up to {MAX_HEAD_DIM}")
-    if not 0 <= causal_len <= keys or keys < 1:
-        raise ValueError(f"causal_len {causal_len} does not fit {keys} keys")
+    if not 0 <= causal_len <= keys or not 1 <= keys <= MAX_ATTENTION_KEYS:
+        raise ValueError(f"causal_len {causal_len} does not fit {keys} keys (1..{MAX_ATTENTION_KEYS})")
     # Heads are addressed as b·h_kv entries of one stride: fold (b, h_kv) where the layout allows.
     rows, k, v = (_heads_foldable(t) for t in (rows, k, v))
     out = rows.new_empty((b, h_kv, n_rows, hd))

@@ -95,8 +95,10 @@ def test_cpu_attention_takes_the_compiled_kernel_for_float32_chunks_only(monkeyp
     causal_attention_cpu(*_qkv(1, 40, h=6, h_kv=2))  # decode: 3 rows
     causal_attention_cpu(*(t.bfloat16() for t in _qkv(16, 40, h=6, h_kv=2)))
     causal_attention_cpu(*_qkv(16, 40, h=6, h_kv=2, hd=12))  # head_dim not a multiple of 8
+    monkeypatch.setattr(attn_mod, "MAX_ATTENTION_KEYS", 39)  # positions past float32's exact range
+    causal_attention_cpu(*_qkv(16, 40, h=6, h_kv=2))
     fallback = "flash" if flash_cpu_available() else "tiled"
-    assert used == ["compiled", fallback, fallback, fallback]
+    assert used == ["compiled", fallback, fallback, fallback, fallback]
     monkeypatch.setattr(attn_mod, "kernels_available", lambda: False)  # no compiler, or disabled
     causal_attention_cpu(*_qkv(16, 40, h=6, h_kv=2))
     assert used[-1] == fallback
