@@ -32,21 +32,28 @@
 #define CONV_ROWS 64 /* tokens per conv work item */
 #define PREFETCH_AHEAD 8 /* tokens the scan fetches ahead */
 
+/* Cephes' expf after range reduction, written once for float and for the attention's vf:
+ * declares k = round(v / ln 2) and p = exp(v - k ln 2) (ln 2 in two parts); exp(v) = p * 2^k. */
+#define EXP_REDUCE(T, v, k, p)                                                                     \
+    T k = v * 1.44269504088896341f;                                                                \
+    k = (k + 12582912.0f) - 12582912.0f; /* round to nearest via 1.5 * 2^23 */                      \
+    T p;                                                                                           \
+    {                                                                                              \
+        const T r_ = v - k * 0.693359375f + k * 2.12194440e-4f;                                    \
+        p = 1.9875691500e-4f * r_ + 1.3981999507e-3f;                                              \
+        p = p * r_ + 8.3334519073e-3f;                                                             \
+        p = p * r_ + 4.1665795894e-2f;                                                             \
+        p = p * r_ + 1.6666665459e-1f;                                                             \
+        p = p * r_ + 5.0000001201e-1f;                                                             \
+        p = p * r_ * r_ + r_ + 1.0f;                                                               \
+    }
+
 /* exp(v) to ~2 ulp: Cephes' expf polynomial after range reduction, inlinable and vectorisable
  * (libm's expf is neither). v is clamped to [-86, 88]: exp(-86) = 4e-38 stays a normal float
  * (no denormal slow path) and stands for the 0 it approximates. */
 static inline float exp_approx(float v) {
     v = v < -86.0f ? -86.0f : (v > 88.0f ? 88.0f : v);
-    float k = v * 1.44269504088896341f;
-    k = (k + 12582912.0f) - 12582912.0f; /* round to nearest via 1.5 * 2^23 */
-    float r = v - k * 0.693359375f + k * 2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
+    EXP_REDUCE(float, v, k, p)
     int32_t bits = ((int32_t)k + 127) << 23;
     float scale;
     memcpy(&scale, &bits, sizeof scale);
@@ -406,16 +413,7 @@ static inline vf vselect(vi mask, vf a, vf b) { return (vf)(((vi)a & mask) | ((v
 /* exp_approx on 16 lanes (same polynomial; the argument is at most 0 here, clamped below). */
 static inline vf vexp(vf v) {
     v = vselect(v < vsplat(-86.0f), vsplat(-86.0f), v);
-    vf k = v * 1.44269504088896341f;
-    k = (k + 12582912.0f) - 12582912.0f;
-    const vf r = v - k * 0.693359375f + k * 2.12194440e-4f;
-    vf p = vsplat(1.9875691500e-4f);
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
+    EXP_REDUCE(vf, v, k, p)
     const vi bits = (__builtin_convertvector(k, vi) + 127) << 23;
     return p * (vf)bits;
 }
