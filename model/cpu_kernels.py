@@ -20,9 +20,10 @@ a pass over memory for every intermediate.
 Nothing here is required: without a C compiler (`$CC`, else `cc`, `gcc` or `clang`), when the
 build fails, or with `LONGLLAVA_CPU_KERNELS=0`, `kernels_status()` says why and the mixer uses
 its PyTorch twins. The shared library is built once per source, compiler and CPU into
-`$XDG_CACHE_HOME/longllava/kernels` (else `~/.cache/...`, else the temp dir), written under a
-temporary name and renamed, so concurrent first uses do not see a half-written file; a failed
-build is remembered there too (delete the folder to retry after installing a compiler or OpenMP).
+`$XDG_CACHE_HOME/longllava/kernels` (else `~/.cache/...`), a directory only this user can write
+(`model.kernel_cache`: libraries load from nowhere else), written under a temporary name and
+renamed, so concurrent first uses do not see a half-written file; a failed build is remembered
+there too (delete the folder to retry after installing a compiler or OpenMP).
 """
 
 from __future__ import annotations
@@ -34,10 +35,11 @@ import os
 import platform
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 
 import torch
+
+from model.kernel_cache import is_trusted_file, kernel_cache_dir
 
 KERNEL_SOURCE = Path(__file__).with_name("kernels") / "cpu_kernels.c"
 DISABLE_ENV = "LONGLLAVA_CPU_KERNELS"  # "0" turns the compiled kernels off
@@ -64,20 +66,6 @@ COMPILE_FLAGS = (
 PARALLEL_MIN_WORK = 1 << 16
 
 
-def _cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    path = Path(base) / "longllava" / "kernels"
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        if os.access(path, os.W_OK):
-            return path
-    except OSError:
-        pass
-    path = Path(tempfile.gettempdir()) / f"longllava-kernels-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
 def _cpu_identity() -> str:
     """The CPU's model and feature flags (a library built with -march=native is only valid there)."""
     try:
@@ -95,31 +83,38 @@ def _find_compiler() -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=8)
+def _compiler_version(compiler: str) -> str:
+    return subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=60).stdout
+
+
+def _target(compiler: str, flags: tuple[str, ...]) -> Path:
+    """The library's path in the private cache: named by the source, compiler, flags and CPU."""
+    parts = (KERNEL_SOURCE.read_bytes(), compiler, _compiler_version(compiler), *flags)
+    machine = (_cpu_identity() + platform.machine()).encode()
+    key = hashlib.sha256(b"\0".join(x.encode() if isinstance(x, str) else x for x in parts) + machine).hexdigest()
+    return kernel_cache_dir() / f"longllava_cpu-{key[:16]}.so"
+
+
 def _build(compiler: str) -> Path:
     """Compile the kernel (or find it already compiled); raises OSError/SubprocessError. A flag
     set that failed leaves a `.failed` note with the compiler's message, so later processes go
     straight to the next set instead of failing the same compile again."""
-    source = KERNEL_SOURCE.read_bytes()
-    version = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=60).stdout
-    machine = (_cpu_identity() + platform.machine()).encode()
-    cache = _cache_dir()
     error = ""
     for flags in COMPILE_FLAGS:
-        key = hashlib.sha256(
-            b"\0".join(x.encode() if isinstance(x, str) else x for x in (source, compiler, version, *flags)) + machine
-        ).hexdigest()[:16]
-        target = cache / f"longllava_cpu-{key}.so"
+        target = _target(compiler, flags)
         failed = target.with_suffix(".failed")
-        if target.exists():
+        if is_trusted_file(target):
             return target
         if failed.exists():
-            error = failed.read_text(encoding="utf-8", errors="replace")
+            error = failed.read_text(encoding="utf-8", errors="replace")[:500]
             continue
         partial = target.with_name(f"{target.stem}.{os.getpid()}.tmp")
         result = subprocess.run(
             [compiler, *flags, "-o", str(partial), str(KERNEL_SOURCE)], capture_output=True, text=True, timeout=300
         )
         if result.returncode == 0:
+            partial.chmod(0o755)  # whatever the umask: a group-writable library would not be trusted
             partial.replace(target)
             return target
         partial.unlink(missing_ok=True)
