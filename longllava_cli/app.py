@@ -9,8 +9,9 @@ so `longllava --help` is instant. Errors go through `errors.report_errors` (one 
 
 from __future__ import annotations
 
-import sys
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -18,16 +19,16 @@ import typer
 from typer.core import TyperGroup
 
 from longllava_cli import backend as library
+from longllava_cli import output
 from longllava_cli.backend import AskRequest, ModelRequest
 from longllava_cli.clickcompat import BadParameter, Context, ParameterSource, UsageError
-from longllava_cli.errors import EXIT_INTERRUPTED, EXIT_PARTIAL, describe_error, report_errors
+from longllava_cli.errors import EXIT_INTERRUPTED, EXIT_PARTIAL, describe_error, exit_with_code, report_errors
 from longllava_cli.options import (
     DEFAULT_CAPTION_PROMPT,
     DEFAULT_CHUNK_TOKENS,
     DEFAULT_FRAMES,
     DEFAULT_MAX_NEW_TOKENS,
     DEFAULT_MAX_TILES,
-    DEFAULT_TOKENS_PER_IMAGE,
     MAX_FRAMES,
     OUTPUT_PANEL,
     Backend,
@@ -46,6 +47,8 @@ from longllava_cli.options import (
     MaxTilesOption,
     MemoryBudgetOption,
     ModelOption,
+    QuietLongOption,
+    QuietOption,
     RecursiveOption,
     SeedOption,
     StartOption,
@@ -55,9 +58,11 @@ from longllava_cli.options import (
     TilesOption,
     TopKOption,
     TopPOption,
+    VerboseOption,
     VisionTowerOption,
 )
-from longllava_cli.output import note, setup_logging, status, write_json, write_text
+from longllava_cli.output import note, require_stdout, status, write_json, write_text
+from longllava_cli.paths import check_not_urls, expand_dash
 
 if TYPE_CHECKING:
     from model.engine import GenerationOptions
@@ -65,11 +70,18 @@ if TYPE_CHECKING:
 
 
 class _Group(TyperGroup):
-    """Runs every command inside the one error table."""
+    """Runs every command inside the one error table, and the whole run (parsing included) inside
+    the exit-code rules: usage errors as one line, Ctrl-C at any point as 130."""
 
     def invoke(self, ctx: Context) -> Any:
         with report_errors():
             return super().invoke(ctx)
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        output.reset()
+        exit_with_code(lambda: super(_Group, self).main(*args, standalone_mode=False, **kwargs))
 
 
 app = typer.Typer(
@@ -101,6 +113,9 @@ def _main(
     verbose: Annotated[
         int, typer.Option("--verbose", "-v", count=True, help="More log lines on stderr (-vv: debug).")
     ] = 0,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Only errors on stderr: no notes, warnings, spinner or progress.")
+    ] = False,
     version: Annotated[
         bool, typer.Option("--version", is_eager=True, callback=_show_version, help="Print the version and exit.")
     ] = False,
@@ -108,13 +123,16 @@ def _main(
     """Answers and results go to stdout, progress and logs to stderr. Exit codes: 0 ok, 1 runtime
     failure, 2 usage error, 3 some caption inputs failed, 130 interrupted. LONGLLAVA_DEBUG=1 shows
     tracebacks."""
-    setup_logging(verbose)
+    output.configure(verbose=verbose, quiet=quiet)
     warnings.showwarning = _show_warning
 
 
 def _show_warning(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
-    """Library warnings as one `warning: ...` line, without the source line Python prints."""
-    note(f"warning: {' '.join(str(message).split())}")
+    """Library warnings as one line without the source line Python prints: `note: ...` for the
+    sampling notices (what was left out or scaled), `warning: ...` for the rest; none when quiet."""
+    names = {cls.__name__ for cls in category.__mro__}
+    informational = "SamplingNotice" in names and "DamagedMediaWarning" not in names
+    note(f"{'note' if informational else 'warning'}: {' '.join(str(message).split())}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -124,6 +142,19 @@ def _show_warning(message: Warning | str, category: type[Warning], *args: Any, *
 
 def _given(ctx: Context, name: str) -> bool:
     return ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE
+
+
+def _configured(ctx: Context, name: str) -> bool:
+    return ctx.get_parameter_source(name) == ParameterSource.DEFAULT_MAP
+
+
+def _winner(ctx: Context, first: str, second: str, conflict: str) -> str:
+    """Of two set options that exclude each other, the one given on the command line: a flag
+    replaces the config file's value it conflicts with. UsageError when both come from one place."""
+    if _given(ctx, first) != _given(ctx, second):
+        return first if _given(ctx, first) else second
+    where = "" if _given(ctx, first) else f" (the config file {ctx.params.get('config') or ''} sets both)"
+    raise UsageError(conflict + where)
 
 
 def _sampling_options(
@@ -141,10 +172,17 @@ def _sampling_options(
     backend: Backend = Backend.auto,
     image_size: int | None = None,
 ) -> SamplingOptions:
-    if fps is not None and _given(ctx, "frames"):
-        raise UsageError("--frames and --fps are alternatives: give one (--max-frames caps --fps)")
-    if (tile_size is not None or _given(ctx, "max_tiles")) and not tiles:
-        raise UsageError("--tile-size and --max-tiles apply with --tiles")
+    """The sampling options of a command; command-line flags win over conflicting config values,
+    and config values of a feature that is off (tiling) are ignored."""
+    if fps is not None and (_given(ctx, "frames") or _configured(ctx, "frames")):
+        alternatives = "--frames and --fps are alternatives: give one (--max-frames caps --fps)"
+        fps = fps if _winner(ctx, "fps", "frames", alternatives) == "fps" else None
+    if not tiles:
+        if _given(ctx, "tile_size") or _given(ctx, "max_tiles"):
+            raise UsageError("--tile-size and --max-tiles apply with --tiles")
+        tile_size, max_tiles = None, DEFAULT_MAX_TILES
+    if start is not None and end is not None and start >= end and _given(ctx, "start") != _given(ctx, "end"):
+        start, end = (start, None) if _given(ctx, "start") else (None, end)
     from sampling import SamplingOptions
 
     extra = {"image_size": image_size} if image_size else {}
@@ -179,20 +217,29 @@ def _generation_options(
         raise UsageError(str(e)) from e
 
 
-def _model_request(model: Path | None, *, device: str, dtype: Dtype, vision_tower: Path | None) -> ModelRequest:
-    """The checkpoint to load; with none configured, the built-in demo model, announced on stderr."""
-    if model is None:
-        from model.demo import DEMO_NOTICE, demo_model_dir
+def _model_path(model: Path | None) -> Path:
+    """The checkpoint folder to use; with none configured, the built-in demo model, announced on stderr."""
+    if model is not None:
+        return model.expanduser()
+    from model.demo import DEMO_NOTICE, demo_model_dir
 
-        model = demo_model_dir()
-        if model is None:
-            raise UsageError(
-                "no model given: pass --model DIR (a LongLLaVA checkpoint folder), set LONGLLAVA_MODEL, "
-                "or put `model: DIR` in the config file"
-            )
-        note(DEMO_NOTICE)
+    demo = demo_model_dir()
+    if demo is None:
+        raise UsageError(
+            "no model given: pass --model DIR (a LongLLaVA checkpoint folder), set LONGLLAVA_MODEL, "
+            "or put `model: DIR` in the config file"
+        )
+    note(DEMO_NOTICE)
+    return demo
+
+
+def _model_request(model: Path | None, *, device: str, dtype: Dtype, vision_tower: Path | None) -> ModelRequest:
+    """Which checkpoint to load, where and how; the device is checked here, before any loading."""
     return ModelRequest(
-        path=model, device=device, dtype=None if dtype == Dtype.auto else dtype.value, vision_tower=vision_tower
+        path=_model_path(model),
+        device=library.check_device(device),
+        dtype=None if dtype == Dtype.auto else dtype.value,
+        vision_tower=vision_tower,
     )
 
 
@@ -206,12 +253,9 @@ def _memory_budget(size: str | None) -> int | None:
 
 
 def _read_paths(args: list[str]) -> list[str]:
-    """`-` replaced by the paths read from stdin, one per line."""
-    from longllava_cli.caption import read_stdin_paths
-
-    paths: list[str] = []
-    for arg in args:
-        paths.extend(read_stdin_paths(sys.stdin) if arg == "-" else [arg])
+    """`-` replaced by the paths read from stdin, one per line; URLs refused."""
+    paths = expand_dash(args)
+    check_not_urls(paths)
     return paths
 
 
@@ -234,6 +278,12 @@ def _split_ask_args(args: list[str], questions: list[str]) -> tuple[list[str], l
     if question == "-" or (not paths and Path(question).exists()):
         raise UsageError(f"missing QUESTION after {question!r}: give it as the last argument or with -q")
     return paths, [question]
+
+
+def _check_questions(questions: list[str]) -> tuple[str, ...]:
+    if any(not q.strip() for q in questions):
+        raise UsageError("a question is empty: ask something, e.g. \"What happens in the video?\"")
+    return tuple(questions)
 
 
 # --------------------------------------------------------------------------------------------
@@ -285,6 +335,8 @@ def ask(
     seed: SeedOption = None,
     json: JsonOption = False,
     stream: StreamOption = False,
+    verbose: VerboseOption = 0,
+    quiet: QuietLongOption = False,
     config: ConfigOption = None,
 ) -> None:
     """Answer questions about videos, images and folders.
@@ -293,10 +345,12 @@ def ask(
     """
     paths, questions = _split_ask_args(args, question or [])
     if json and stream:
-        raise UsageError("--stream writes text as it comes; it cannot be combined with --json")
+        conflict = "--stream writes text as it comes; it cannot be combined with --json"
+        json = _winner(ctx, "json", "stream", conflict) == "json"
+        stream = not json
     request = AskRequest(
         inputs=tuple(_read_paths(paths)),
-        questions=tuple(questions),
+        questions=_check_questions(questions),
         sampling=_sampling_options(
             ctx,
             frames=frames,
@@ -318,17 +372,39 @@ def ask(
     )
     model_request = _model_request(model, device=device, dtype=dtype, vision_tower=vision_tower)
     _check_paths_exist(request.inputs)  # before a model load that may take minutes
+    require_stdout()
+    _answer(request, model_request, json=json, stream=stream)
+
+
+def _answer(request: AskRequest, model_request: ModelRequest, *, json: bool, stream: bool) -> None:
+    """Load, answer, write: the answers as text, streamed text or one JSON object on stdout."""
     with status(f"loading {model_request.path}"):
         loaded = library.load_model(model_request)
     streamer = _AnswerStreamer(request.questions) if stream else None
-    with status("reading the inputs and answering") if streamer is None else _nullcontext():
-        result = library.ask(loaded, request, on_text=streamer)
+    with status("reading the inputs") if streamer is None else _nullcontext() as update:
+        progress = _SpinnerText(update, len(request.questions)) if update is not None else None
+        result = library.ask(loaded, request, on_text=streamer, on_progress=progress)
     if json:
         write_json({"model": str(model_request.path), **result.to_dict()})
     elif streamer is not None:
         streamer.finish()
     else:
         write_text(_format_answers([(a.question, a.text) for a in result.answers]))
+
+
+class _SpinnerText:
+    """`on_progress` for the spinner: the stage and a count, e.g. "vision 312/1000 frames"."""
+
+    def __init__(self, update: Callable[[str], None], num_questions: int) -> None:
+        self.update, self.num_questions = update, num_questions
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if stage == "vision":
+            self.update(f"vision {done}/{total} frames")
+        elif stage == "answer":
+            self.update("answering" if self.num_questions == 1 else f"answering {done + 1}/{total}")
+        else:
+            self.update(stage)
 
 
 def _format_answers(answers: list[tuple[str, str]]) -> str:
@@ -439,6 +515,8 @@ def caption(
     top_p: TopPOption = 1.0,
     top_k: TopKOption = 0,
     seed: SeedOption = None,
+    verbose: VerboseOption = 0,
+    quiet: QuietOption = False,
     config: ConfigOption = None,
 ) -> None:
     """Caption many inputs into a JSON Lines file: resumable, shardable, one line per input.
@@ -470,6 +548,7 @@ def caption(
     )
     model_request = _model_request(model, device=device, dtype=dtype, vision_tower=vision_tower)
     budget = _memory_budget(memory_budget)
+    check_not_urls(inputs)
     paths = expand_inputs(inputs, recursive=recursive)
     if part is not None:
         paths = select_shard(paths, *part)
@@ -525,16 +604,7 @@ def frames(
         list[str],
         typer.Argument(metavar="PATH", show_default=False, help="Videos, images or folders ('-': from stdin)."),
     ],
-    model: Annotated[
-        Path | None,
-        typer.Option(
-            "--model",
-            "-m",
-            show_default=False,
-            help="Checkpoint folder whose config gives the tokens per image and image size (no weights are "
-            f"loaded). Default: {DEFAULT_TOKENS_PER_IMAGE} tokens per image, 336 px.",
-        ),
-    ] = None,
+    model: ModelOption = None,
     frames: FramesOption = DEFAULT_FRAMES,
     fps: FpsOption = None,
     max_frames: MaxFramesOption = MAX_FRAMES,
@@ -563,20 +633,19 @@ def frames(
         int,
         typer.Option("--thumb-width", min=16, rich_help_panel=OUTPUT_PANEL, help="Contact sheet: cell width (px)."),
     ] = 192,
+    verbose: VerboseOption = 0,
+    quiet: QuietOption = False,
     config: ConfigOption = None,
 ) -> None:
     """Show what the model would see: sampled frames, timestamps, tiles and token counts (no model run).
 
     [dim]longllava frames talk.mp4 --frames 16 --contact-sheet sheet.png[/dim]
     """
-    from longllava_cli.frames_table import describe_plans, print_plans
+    from longllava_cli.checkpoint import summarize_checkpoint
 
-    summary = None
-    if model is not None:
-        from longllava_cli.checkpoint import summarize_checkpoint
-
-        summary = summarize_checkpoint(model)
-    image_size = summary.vision.image_size if summary and summary.vision else None
+    summary = summarize_checkpoint(_model_path(model))  # config.json only: what `ask` would plan for
+    if summary.vision is None:
+        raise UsageError(f"{summary.path} is a text-only model: it takes no frames")
     options = _sampling_options(
         ctx,
         frames=frames,
@@ -589,20 +658,43 @@ def frames(
         max_tiles=max_tiles,
         recursive=recursive,
         backend=backend,
-        image_size=image_size,
+        image_size=summary.vision.image_size,
     )
+    inputs = _read_paths(paths)
+    sheet = None
+    if contact_sheet is not None:
+        from longllava_cli.contact_sheet import check_sheet_path
+
+        sheet = _SheetRequest(contact_sheet, check_sheet_path(contact_sheet, inputs), columns, thumb_width)
+    require_stdout()
+    _describe_frames(inputs, options, summary, sheet, json=json)
+
+
+@dataclass(frozen=True)
+class _SheetRequest:
+    """Where (checked, before any decoding) and how to draw the contact sheet."""
+
+    path: Path
+    image_format: str
+    columns: int
+    thumb_width: int
+
+
+def _describe_frames(
+    inputs: list[str], options: SamplingOptions, summary: Any, sheet: _SheetRequest | None, *, json: bool
+) -> None:
+    from longllava_cli.frames_table import describe_plans, print_plans
     from sampling import plan_inputs
 
-    plans = plan_inputs(_read_paths(paths), options)
-    tokens_per_image = (summary.tokens_per_image if summary else None) or DEFAULT_TOKENS_PER_IMAGE
-    description = describe_plans(plans, tokens_per_image=tokens_per_image, model=summary)
-    if contact_sheet is not None:
-        from longllava_cli.contact_sheet import render_contact_sheet
+    plans = plan_inputs(inputs, options)
+    description = describe_plans(plans, tokens_per_image=summary.tokens_per_image, model=summary)
+    if sheet is not None:
+        from longllava_cli.contact_sheet import render_contact_sheet, save_sheet
 
-        with status(f"writing {contact_sheet}"):
-            sheet = render_contact_sheet(plans, options, columns=columns, thumb_width=thumb_width)
-            sheet.save(contact_sheet)
-        description["contact_sheet"] = {"path": str(contact_sheet), "width": sheet.width, "height": sheet.height}
+        with status(f"writing {sheet.path}"):
+            picture = render_contact_sheet(plans, options, columns=sheet.columns, thumb_width=sheet.thumb_width)
+            save_sheet(picture, sheet.path, sheet.image_format)
+        description["contact_sheet"] = {"path": str(sheet.path), "width": picture.width, "height": picture.height}
     if json:
         write_json(description)
     else:
@@ -619,6 +711,8 @@ def info(
     model: ModelOption = None,
     vision_tower: VisionTowerOption = None,
     json: JsonOption = False,
+    verbose: VerboseOption = 0,
+    quiet: QuietOption = False,
     config: ConfigOption = None,
 ) -> None:
     """The environment (torch, devices, CUDA kernels, video decoders) and a model's summary.
@@ -657,6 +751,8 @@ def estimate(
     chunk_tokens: ChunkTokensOption = DEFAULT_CHUNK_TOKENS,
     max_new_tokens: MaxNewTokensOption = DEFAULT_MAX_NEW_TOKENS,
     json: JsonOption = False,
+    verbose: VerboseOption = 0,
+    quiet: QuietOption = False,
     config: ConfigOption = None,
 ) -> None:
     """Memory for N frames: whether it fits, the most frames that fit, the chunk size to use.
@@ -666,8 +762,7 @@ def estimate(
     from longllava_cli.checkpoint import estimate_request, parse_size, summarize_checkpoint
     from longllava_cli.report import default_budget, print_estimate
 
-    if model is None:
-        model = _model_request(model, device="auto", dtype=dtype, vision_tower=vision_tower).path
+    model = _model_path(model)
     try:
         budget = parse_size(gpu_memory) if gpu_memory else None
     except ValueError as e:

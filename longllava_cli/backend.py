@@ -51,6 +51,43 @@ def resolve_device(device: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def available_devices() -> list[str]:
+    """The devices this process can run on: "cpu" and each CUDA device ("cuda:0", ...)."""
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return ["cpu", *(f"cuda:{i}" for i in range(count))]
+
+
+def check_device(device: str) -> str:
+    """`device` as given when it names a device this process has ("auto" always does); a usage
+    error naming the devices that exist otherwise (CUDA is the only accelerator the model supports)."""
+    if device == "auto":
+        return device
+    import torch
+
+    from longllava_cli.clickcompat import BadParameter
+
+    here = available_devices()
+    try:
+        parsed = torch.device(device.strip())
+    except (RuntimeError, ValueError):
+        parsed = None
+    if parsed is None or not device.strip():
+        problem = f"{device!r} is not a device name"
+    elif parsed.type == "cpu":
+        return "cpu"
+    elif parsed.type != "cuda":
+        problem = f"{parsed.type} devices are not supported (the model runs on CPU and CUDA)"
+    elif len(here) == 1:
+        problem = "no CUDA device is available here"
+    elif parsed.index is not None and f"cuda:{parsed.index}" not in here:
+        problem = f"there is no {device}"
+    else:
+        return str(parsed)
+    raise BadParameter(f"{problem}; devices here: auto, {', '.join(here)}", param_hint="--device")
+
+
 def load_model(request: ModelRequest) -> LongLLaVA:
     from model import load_model as load
 
@@ -62,7 +99,12 @@ def load_model(request: ModelRequest) -> LongLLaVA:
     )
 
 
-def ask(model: Any, request: AskRequest, on_text: Callable[[int, str], None] | None = None) -> AskResult:
+def ask(
+    model: Any,
+    request: AskRequest,
+    on_text: Callable[[int, str], None] | None = None,
+    on_progress: Callable[[str, int, int], None] | None = None,
+) -> AskResult:
     from model.api import RunOptions
     from model.api import ask as answer
     from model.memory import device_memory_bytes
@@ -78,4 +120,5 @@ def ask(model: Any, request: AskRequest, on_text: Callable[[int, str], None] | N
             memory_budget=request.memory_budget or device_memory_bytes(str(model.device)),
         ),
         on_text=on_text,
+        on_progress=on_progress,
     )

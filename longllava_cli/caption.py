@@ -35,8 +35,11 @@ MEDIA_EXTENSIONS = VIDEO_EXTENSIONS | IMAGE_EXTENSIONS
 
 
 def read_stdin_paths(stream: TextIO) -> list[str]:
-    """Non-empty lines of `stream`, without their line endings (leading/trailing spaces kept)."""
-    return [line.rstrip("\r\n") for line in stream if line.strip()]
+    """Non-empty lines of `stream`, without their line endings (leading/trailing spaces kept);
+    a usage error for none or for binary data (longllava_cli.paths)."""
+    from longllava_cli.paths import read_stdin_paths as read
+
+    return read(stream)
 
 
 def expand_inputs(args: Sequence[str], *, recursive: bool, stdin: TextIO | None = None) -> list[str]:

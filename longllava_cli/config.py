@@ -31,6 +31,8 @@ CONFIG_ENV = "LONGLLAVA_CONFIG"
 APP_DIR = "longllava"
 FILE_NAME = "config.yaml"
 # Parameters a config file may not set: the config itself, and what only makes sense typed.
+# A config file is a few lines; more than this is some other file given by mistake.
+MAX_CONFIG_BYTES = 1 << 20
 NOT_CONFIGURABLE = frozenset({"config", "help", "paths", "inputs", "args"})
 
 
@@ -42,11 +44,21 @@ def user_config_path() -> Path:
 
 def read_config(path: Path) -> dict[str, Any]:
     """The mapping in a YAML file, keys normalised to parameter names (`-` → `_`).
-    Raises BadParameter (a usage error) for unreadable or malformed files."""
+    Raises BadParameter (a usage error) for unreadable, oversized, non-UTF-8, too deeply nested
+    or malformed files."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        with open(path, "rb") as f:  # a pipe (`--config <(...)`) works too; /dev/zero stops at the limit
+            raw = f.read(MAX_CONFIG_BYTES + 1)
     except OSError as e:
         raise BadParameter(f"cannot read {path}: {e.strerror or e}", param_hint="--config") from e
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise BadParameter(f"{path} is over {MAX_CONFIG_BYTES // 2**20} MiB: not a config file", param_hint="--config")
+    try:
+        data = yaml.safe_load(raw.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise BadParameter(f"{path} is not UTF-8 text (byte {e.start}); save it as UTF-8", param_hint="--config") from e
+    except RecursionError as e:  # PyYAML composes nested collections recursively
+        raise BadParameter(f"{path} is nested too deeply to be a config file", param_hint="--config") from e
     except yaml.YAMLError as e:
         detail = " ".join(str(e).split())
         raise BadParameter(f"{path} is not valid YAML: {detail}", param_hint="--config") from e

@@ -7,12 +7,22 @@ with its tile grid drawn over it. Cells are `thumb_width` × 3/4 of it plus a la
 out `columns` to a row, so a sheet of n pictures is `min(n, columns) · thumb_width` wide and
 `ceil(n / columns) · (thumb_height + LABEL_HEIGHT)` high. Frames are decoded through sampling's
 readers one at a time and shrunk at once; only thumbnails are kept.
+
+The output path is checked before anything is decoded (`check_sheet_path`): a PNG, JPEG, WebP or
+TIFF name, its folder (created if missing), not one of the inputs, and not a file that longllava
+did not write: a sheet carries `Software: longllava contact sheet` in its EXIF, and only such a
+file is replaced. It is written to a
+temporary file beside it and renamed, so a failure never leaves half a picture.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+import tempfile
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
@@ -22,9 +32,75 @@ from sampling.images import load_image
 from sampling.readers import read_video_frames
 
 LABEL_HEIGHT = 16
+SOFTWARE = "longllava contact sheet"
+_EXIF_SOFTWARE = 0x0131
+# Formats that keep EXIF, so that a sheet can be recognised as ours before it is replaced.
+SHEET_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF"}
 BACKGROUND = (24, 24, 24)
 LABEL_COLOR = (235, 235, 235)
 GRID_COLOR = (255, 200, 0)
+
+
+class OutputPathError(ValueError):
+    """The contact sheet cannot be written where asked (a usage error: nothing was decoded)."""
+
+
+def check_sheet_path(path: Path, inputs: Sequence[str | os.PathLike[str]]) -> str:
+    """The Pillow format to write `path` in, after checking (see the module docstring) and creating
+    its folder. Raises OutputPathError naming the path."""
+    shown = display_path(path)
+    image_format = SHEET_FORMATS.get(path.suffix.lower())
+    if image_format is None:
+        raise OutputPathError(
+            f"{shown}: the contact sheet is written as PNG, JPEG, WebP or TIFF; end its name in .png, .jpg, "
+            ".webp or .tif"
+        )
+    if path.is_dir():
+        raise OutputPathError(f"{shown} is a folder; give the contact sheet a file name such as sheet.png")
+    if path.exists():
+        if any(_same_file(path, Path(p)) for p in inputs):
+            raise OutputPathError(f"{shown} is one of the inputs; write the contact sheet to another file")
+        if not is_contact_sheet(path):
+            raise OutputPathError(
+                f"{shown} exists and is not a contact sheet written by longllava; remove it or choose another name"
+            )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputPathError(f"{shown}: cannot create its folder ({e.strerror or e})") from e
+    return image_format
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def is_contact_sheet(path: Path) -> bool:
+    """True for a picture this module wrote (its Software mark)."""
+    try:
+        with Image.open(path) as image:
+            mark = image.getexif().get(_EXIF_SOFTWARE)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return False
+    return isinstance(mark, str) and mark.strip("\0") == SOFTWARE
+
+
+def save_sheet(sheet: Image.Image, path: Path, image_format: str) -> None:
+    """Write `sheet` to `path` in `image_format`, marked as ours, atomically (temporary file + rename)."""
+    exif = Image.Exif()
+    exif[_EXIF_SOFTWARE] = SOFTWARE
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            sheet.save(f, format=image_format, exif=exif.tobytes())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
 
 
 def sheet_size(num_pictures: int, *, columns: int, thumb_width: int) -> tuple[int, int]:

@@ -11,7 +11,10 @@ Exit codes (documented in the README):
 `report_errors()` wraps every command: an error becomes `error: <message> (hint: <fix>)` on
 stderr, one line, no traceback; `LONGLLAVA_DEBUG=1` prints the traceback first. The classes are
 matched by name along the exception's MRO so this module imports neither torch nor the library
-(`--help` stays instant). → huggingface_hub `cli/_errors.py`, simonw/llm `llm/errors.py`.
+(`--help` stays instant). `exit_with_code()` wraps the whole run, parsing included: Click's usage
+errors become one `error: ... (see 'longllava CMD --help')` line with exit 2, and an interrupt at
+any moment (`interrupt.was_interrupted()`) exits 130, whatever it broke on the way.
+→ huggingface_hub `cli/_errors.py`, simonw/llm `llm/errors.py`.
 """
 
 from __future__ import annotations
@@ -19,13 +22,15 @@ from __future__ import annotations
 import os
 import sys
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import NoReturn
 
 import typer
 
-from longllava_cli.clickcompat import ClickException
+from longllava_cli import interrupt
+from longllava_cli.clickcompat import ClickException, UsageError
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -57,6 +62,7 @@ ERROR_TABLE: dict[str, ErrorRule] = {
     "MemoryBudgetError": ErrorRule(EXIT_FAILURE, f"{_FEWER_FRAMES}; `longllava estimate` shows what fits"),
     "OutOfMemoryError": ErrorRule(EXIT_FAILURE, f"{_FEWER_FRAMES}; `longllava estimate` shows what fits"),
     "ModelError": ErrorRule(EXIT_FAILURE),
+    "OutputPathError": ErrorRule(EXIT_USAGE),
     "MemoryError": ErrorRule(EXIT_FAILURE, _FEWER_FRAMES),
     "ValueError": ErrorRule(EXIT_FAILURE),
     "OSError": ErrorRule(EXIT_FAILURE),
@@ -101,18 +107,56 @@ def report_errors() -> Iterator[None]:
     except (ClickException, typer.Exit, typer.Abort):
         raise
     except KeyboardInterrupt:
-        _print_traceback()
-        print("error: interrupted", file=sys.stderr, flush=True)
-        raise typer.Exit(EXIT_INTERRUPTED) from None
+        raise _interrupted() from None
     except BrokenPipeError:
         # The reader went away (`longllava ... | head`): quiet, and no second error at exit.
         _silence_stdout()
         raise typer.Exit(EXIT_BROKEN_PIPE) from None
     except Exception as error:
+        if interrupt.was_interrupted():  # e.g. an import that Ctrl-C cut short, failing later
+            raise _interrupted() from None
         _print_traceback()
         message, code = describe_error(error)
         print(f"error: {message}", file=sys.stderr, flush=True)
         raise typer.Exit(code) from None
+
+
+def _interrupted() -> typer.Exit:
+    _print_traceback()
+    interrupt.report()
+    return typer.Exit(EXIT_INTERRUPTED)
+
+
+def format_usage_error(error: ClickException) -> str:
+    """Click's usage error as one line: the message and where the options are described."""
+    message = " ".join(error.format_message().split())
+    context = getattr(error, "ctx", None)
+    if isinstance(error, UsageError) and context is not None:
+        message += f" (see '{context.command_path} --help')"
+    return f"error: {message}"
+
+
+def exit_with_code(run: Callable[[], object]) -> NoReturn:
+    """Run the whole CLI (`run` in Click's non-standalone mode) and exit with the documented code:
+    usage errors as one line (exit 2), an interrupt during start-up or parsing as 130, a reader
+    gone at any point as 141."""
+    try:
+        with report_errors():
+            result = run()
+    except typer.Exit as e:
+        result = e.exit_code
+    except ClickException as e:
+        if type(e).__name__ == "NoArgsIsHelpError":  # `longllava ask` alone: the help, as Click shows it
+            e.show()
+        else:
+            print(format_usage_error(e), file=sys.stderr, flush=True)
+        result = e.exit_code
+    except typer.Abort:
+        print("error: aborted", file=sys.stderr, flush=True)
+        result = EXIT_FAILURE
+    if result == EXIT_INTERRUPTED and interrupt.was_interrupted():  # e.g. during parsing
+        interrupt.report()
+    sys.exit(result if isinstance(result, int) else EXIT_OK)
 
 
 def _print_traceback() -> None:

@@ -14,6 +14,8 @@ from typing import Annotated
 
 import typer
 
+from longllava_cli import output
+from longllava_cli.clickcompat import Context, Parameter
 from longllava_cli.config import CONFIG_ENV, load_config_callback
 
 MODEL_ENV = "LONGLLAVA_MODEL"
@@ -23,6 +25,9 @@ DEFAULT_FRAMES = 128  # sampling.options.DEFAULT_NUM_FRAMES
 MAX_FRAMES = 1024  # sampling.options.MAX_FRAMES
 DEFAULT_MAX_TILES = 100  # sampling.options.DEFAULT_MAX_TILES
 DEFAULT_CHUNK_TOKENS = 2048  # model.api.RunOptions.chunk_tokens
+# A prefill chunk preallocates chunk_tokens x hidden_size activations: 64K positions is already
+# 1 GiB at LongLLaVA-9B's width in bfloat16, and more than any prompt of 1024 frames needs per step.
+MAX_CHUNK_TOKENS = 65536
 DEFAULT_MAX_NEW_TOKENS = 768  # model.engine.GenerationOptions.max_new_tokens
 DEFAULT_TOKENS_PER_IMAGE = 144  # 24×24 CLIP patches pooled 2×2 (REFERENCE §3)
 DEFAULT_CAPTION_PROMPT = "Describe what you see in detail."
@@ -104,6 +109,7 @@ ChunkTokensOption = Annotated[
     typer.Option(
         "--chunk-tokens",
         min=1,
+        max=MAX_CHUNK_TOKENS,
         rich_help_panel=MODEL_PANEL,
         help="LM positions per prefill chunk: memory for activations grows with it.",
     ),
@@ -237,6 +243,34 @@ SeedOption = Annotated[
 ]
 
 # --- output -----------------------------------------------------------------------------------
+
+
+def _set_verbosity(ctx: Context, param: Parameter, value: int | bool) -> int | bool:
+    """`-v` / `--quiet` after the command name (or from the config file) act like before it."""
+    if ctx.resilient_parsing:  # shell completion
+        return value
+    if param.name == "verbose":
+        output.configure(verbose=int(value))
+    else:
+        output.configure(quiet=bool(value))
+    return value
+
+
+_VERBOSE_HELP = "More log lines on stderr (-vv: debug, FFmpeg's own messages included)."
+_QUIET_HELP = "Only errors on stderr: no notes, warnings, spinner or progress."
+VerboseOption = Annotated[
+    int,
+    typer.Option(
+        "--verbose", "-v", count=True, callback=_set_verbosity, rich_help_panel=OUTPUT_PANEL, help=_VERBOSE_HELP
+    ),
+]
+QuietOption = Annotated[
+    bool, typer.Option("--quiet", "-q", callback=_set_verbosity, rich_help_panel=OUTPUT_PANEL, help=_QUIET_HELP)
+]
+# `ask` keeps -q for --question (documented before --quiet existed).
+QuietLongOption = Annotated[
+    bool, typer.Option("--quiet", callback=_set_verbosity, rich_help_panel=OUTPUT_PANEL, help=_QUIET_HELP)
+]
 JsonOption = Annotated[
     bool, typer.Option("--json", rich_help_panel=OUTPUT_PANEL, help="Write one JSON object to stdout.")
 ]

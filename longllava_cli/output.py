@@ -1,5 +1,15 @@
 """Where things are written: results to stdout (text, one JSON object), everything else to
-stderr (status, progress, logs), rich when stderr is a terminal and plain lines otherwise."""
+stderr (status, progress, notes, warnings, logs), rich when stderr is a terminal and plain lines
+otherwise.
+
+Verbosity is one setting per process (`configure`): `-v` adds info logs, `-vv` debug logs (FFmpeg's
+own lines among them), `--quiet` leaves errors alone on stderr (no notes, warnings, spinners or
+progress). Results never depend on it.
+
+stdout may be gone: closed before we started (`>&-`: `sys.stdout` is None), which `require_stdout`
+reports before any work, or closed by its reader (`| head`), which surfaces as BrokenPipeError
+(exit 141 in the error table), also from rich, whose own handler would exit 1.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +17,7 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
@@ -19,6 +29,53 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 log = logging.getLogger("longllava")
 
 
+class _Settings:
+    verbose = 0
+    quiet = False
+
+
+def configure(*, verbose: int = 0, quiet: bool = False) -> None:
+    """Set this process's verbosity (raised, never lowered: the group's `-v`/`-q` and a command's
+    own combine) and route log records to stderr accordingly."""
+    _Settings.verbose = max(_Settings.verbose, verbose)
+    _Settings.quiet = _Settings.quiet or quiet
+    setup_logging(_Settings.verbose, quiet=_Settings.quiet)
+
+
+def reset() -> None:
+    """Back to the defaults (each CLI invocation starts from them)."""
+    _Settings.verbose, _Settings.quiet = 0, False
+
+
+def is_quiet() -> bool:
+    return _Settings.quiet
+
+
+class StdoutClosedError(OSError):
+    """Standard output was closed before the command started (`>&-`)."""
+
+
+def require_stdout() -> None:
+    """Fail before any work when there is no stdout to write results to."""
+    if sys.stdout is None:
+        raise StdoutClosedError(
+            "standard output is closed, so the results have nowhere to go; redirect it to a file or /dev/null"
+        )
+
+
+class _StdoutConsole(Console):
+    """rich's Console, except that a reader going away raises BrokenPipeError (→ exit 141) instead
+    of rich's own `SystemExit(1)`."""
+
+    def on_broken_pipe(self) -> None:
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+def stdout_console() -> Console:
+    require_stdout()
+    return _StdoutConsole(highlight=False, soft_wrap=False)
+
+
 def to_json(data: Any, *, indent: int | None = None) -> str:
     """JSON text; ASCII-escaped so any path or answer survives any terminal or file encoding."""
     return json.dumps(data, indent=indent, ensure_ascii=True, allow_nan=False)
@@ -26,11 +83,11 @@ def to_json(data: Any, *, indent: int | None = None) -> str:
 
 def write_json(data: Any) -> None:
     """One JSON object on stdout."""
-    sys.stdout.write(to_json(data, indent=2) + "\n")
-    sys.stdout.flush()
+    write_text(to_json(data, indent=2) + "\n")
 
 
 def write_text(text: str) -> None:
+    require_stdout()
     sys.stdout.write(text)
     sys.stdout.flush()
 
@@ -43,9 +100,10 @@ def stderr_console() -> Console:
     return Console(stderr=True, highlight=False)
 
 
-def setup_logging(verbose: int) -> None:
-    """Library logs to stderr: warnings by default, info with -v, debug with -vv."""
+def setup_logging(verbose: int, *, quiet: bool = False) -> None:
+    """Library logs to stderr: warnings by default, info with -v, debug with -vv, errors only when quiet."""
     level = logging.WARNING if verbose <= 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    level = logging.ERROR if quiet else level
     handler: logging.Handler
     if stderr_is_tty():
         handler = RichHandler(console=stderr_console(), show_path=False, show_time=False)
@@ -56,20 +114,24 @@ def setup_logging(verbose: int) -> None:
 
 
 def note(message: str) -> None:
-    """One informational line on stderr."""
-    print(message, file=sys.stderr, flush=True)
+    """One informational line on stderr (none when quiet)."""
+    if not _Settings.quiet:
+        print(message, file=sys.stderr, flush=True)
 
 
 @contextmanager
-def status(message: str) -> Iterator[None]:
+def status(message: str) -> Iterator[Callable[[str], None]]:
     """A spinner on a terminal (gone when done); elsewhere an info log line, shown with -v, so
-    scripts see nothing on stderr but errors and warnings."""
-    if stderr_is_tty():
-        with stderr_console().status(message):
-            yield
+    scripts see nothing on stderr but errors and warnings. Yields `update(text)`, which replaces
+    the spinner's text (a new stage: an info line off a terminal)."""
+    if _Settings.quiet:
+        yield lambda text: None
+    elif stderr_is_tty():
+        with stderr_console().status(message) as spinner:
+            yield lambda text: spinner.update(text)
     else:
         log.info(message)
-        yield
+        yield lambda text: None
 
 
 class ItemProgress:
@@ -84,7 +146,7 @@ class ItemProgress:
         self._task = None
 
     def __enter__(self) -> ItemProgress:
-        if stderr_is_tty():
+        if stderr_is_tty() and not _Settings.quiet:
             self._bar = Progress(
                 TextColumn("[bold]{task.description}"),
                 BarColumn(),
@@ -113,6 +175,6 @@ class ItemProgress:
         if self._bar is not None:
             self._bar.update(self._task, advance=1, rate=rate)
             if outcome != "ok":
-                self._bar.console.print(f"{label}: {outcome}")
+                self._bar.console.print(f"{label}: {outcome}", markup=False, highlight=False)
         else:
             note(f"[{self.done}/{self.total}] {label}: {outcome} ({rate}, ETA {eta})")

@@ -188,14 +188,28 @@ def plan_request(
     return Request(plans, sampling, prompt, questions, suffixes)
 
 
-def prefill_shared(model: LongLLaVA, request: Request, run: RunOptions, *, capacity: int) -> SharedPrefill:
+def prefill_shared(
+    model: LongLLaVA,
+    request: Request,
+    run: RunOptions,
+    *,
+    capacity: int,
+    on_progress: Callable[[str, int, int], None] | None = None,
+) -> SharedPrefill:
     """Decode, encode and prefill the shared part of the prompt, streaming: frames are decoded in
     a background thread `run.frames_ahead` ahead, encoded `run.vision_batch_size` at a time and
     pushed through the LM in chunks of `run.chunk_tokens` positions. `capacity`: positions to
-    preallocate in the attention cache (prompt + answer), so it never reallocates."""
+    preallocate in the attention cache (prompt + answer), so it never reallocates.
+    on_progress("vision", frames read, frames in all) follows the frames."""
     prefill = ChunkedPrefill(model.lm, model.lm.new_cache(capacity=capacity), run.chunk_tokens)
     frames_seen: list[FrameInfo] = []
-    record = lambda f: frames_seen.append(FrameInfo(f.kind, f.index, f.timestamp, f.tile))
+    num_images = sum(plan.num_images for plan in request.plans)
+
+    def record(frame: SampledFrame) -> None:
+        frames_seen.append(FrameInfo(frame.kind, frame.index, frame.timestamp, frame.tile))
+        if on_progress is not None:
+            on_progress("vision", len(frames_seen), num_images)
+
     vision_seconds = [0.0]
     source = iter_frames(list(request.plans), request.sampling, batch_size=run.vision_batch_size)
     with Prefetcher(source, run.frames_ahead) as frames:
@@ -215,10 +229,13 @@ def ask(
     generation: GenerationOptions | None = None,
     run: RunOptions | None = None,
     on_text: Callable[[int, str], None] | None = None,
+    on_progress: Callable[[str, int, int], None] | None = None,
 ) -> AskResult:
     """Answer each of `questions` about all of `inputs` (paths of videos, images, folders).
 
-    on_text(question_number, text) receives answers as they are generated. Raises InputError
+    on_text(question_number, text) receives answers as they are generated; on_progress(stage,
+    done, total) the stages: "vision" (frames read so far of all), then "answer" (questions
+    answered so far of all), for a spinner or a progress bar. Raises InputError
     for bad media, ContextTooLongError / MemoryBudgetError before heavy work when the request
     cannot fit, ValueError for inconsistent arguments.
     """
@@ -229,11 +246,13 @@ def ask(
     model.check_context(capacity)
     if run.memory_budget is not None:
         check_request_fits(model, capacity, run)
-    shared = prefill_shared(model, request, run, capacity=capacity)
+    shared = prefill_shared(model, request, run, capacity=capacity, on_progress=on_progress)
     prefill_seconds = shared.prefill.seconds
 
     answers, generate_seconds = [], 0.0
     for number, (question, suffix) in enumerate(zip(request.questions, request.suffixes, strict=True)):
+        if on_progress is not None:
+            on_progress("answer", number, len(request.questions))
         # Every question but the last continues from a copy of the shared state.
         own = shared.prefill if number == len(request.questions) - 1 else shared.prefill.fork()
         before = own.seconds

@@ -128,7 +128,13 @@ class FakeLibrary:
         self.loads.append(request)
         return "the-model"
 
-    def ask(self, model: Any, request: backend.AskRequest, on_text: Callable[[int, str], None] | None = None):
+    def ask(
+        self,
+        model: Any,
+        request: backend.AskRequest,
+        on_text: Callable[[int, str], None] | None = None,
+        on_progress: Callable[[str, int, int], None] | None = None,
+    ):
         from model.api import Answer, AskResult, FrameInfo, InputInfo
 
         assert model == "the-model"

@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from longllava_cli.contact_sheet import sheet_size
+from model.demo import DEMO_MODEL_DIR
 from longllava_cli.errors import EXIT_INTERRUPTED, EXIT_PARTIAL
 
 
@@ -25,7 +26,9 @@ def test_frames_json(run_cli, video):
     assert item["kind"] == "video" and item["num_available"] == 30 and item["num_images"] == 6
     stamps = [f["timestamp"] for f in item["frames"]]
     assert stamps == sorted(stamps) and stamps[0] == 0.0 and stamps[-1] == pytest.approx(29 / 25)
-    assert data["tokens_per_image"] == 144 and data["num_visual_tokens"] == 6 * 144
+    demo = json.loads((DEMO_MODEL_DIR / "config.json").read_text())  # no --model: planned for the demo model
+    per_image = (demo["vision_config"]["image_size"] // demo["vision_config"]["patch_size"] // 2) ** 2
+    assert data["tokens_per_image"] == per_image and data["num_visual_tokens"] == 6 * per_image
 
 
 def test_frames_table(run_cli, video, image):
