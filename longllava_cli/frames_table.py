@@ -10,10 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
 from rich.table import Table
 
-from longllava_cli.output import note
+from longllava_cli.output import note, stdout_console
 
 if TYPE_CHECKING:
     from longllava_cli.checkpoint import CheckpointSummary
@@ -82,7 +81,7 @@ def print_plans(description: dict[str, Any]) -> None:
         table.add_row(*row)
         for skipped in item["skipped"]:
             note(f"warning: skipped {skipped['path']}: {skipped['reason']}")
-    console = Console(highlight=False, soft_wrap=False)
+    console = stdout_console()
     console.print(table)
     total = f"{description['num_images']} images, {description['num_visual_tokens']:,} visual tokens"
     if with_tokens:

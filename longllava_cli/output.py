@@ -27,6 +27,7 @@ from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 log = logging.getLogger("longllava")
+_WRITE_BLOCK = 1 << 14  # characters per write to stdout (see write_text)
 
 
 class _Settings:
@@ -87,9 +88,13 @@ def write_json(data: Any) -> None:
 
 
 def write_text(text: str) -> None:
+    """`text` on stdout, flushed. Written in blocks: when the reader goes away during one big
+    write, the kernel reports the part it took as written and the rest is lost without an error;
+    the next block's write then raises BrokenPipeError, as it must (exit 141)."""
     require_stdout()
-    sys.stdout.write(text)
-    sys.stdout.flush()
+    for start in range(0, len(text), _WRITE_BLOCK):
+        sys.stdout.write(text[start : start + _WRITE_BLOCK])
+        sys.stdout.flush()
 
 
 def stderr_is_tty() -> bool:
