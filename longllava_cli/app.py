@@ -472,11 +472,11 @@ def caption(
     generation = _generation_options(
         max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k, seed=seed
     )
-    model_request = _model_request(model, device=device, dtype=dtype, vision_tower=vision_tower)
-    budget = _memory_budget(memory_budget)
     paths = expand_inputs(inputs, recursive=recursive)
     if not to_stdout:
         check_output_not_input(output, paths)
+    model_request = _model_request(model, device=device, dtype=dtype, vision_tower=vision_tower)
+    budget = _memory_budget(memory_budget)
     if part is not None:
         paths = select_shard(paths, *part)
     keep = is_success if retry_errors else (lambda record: True)

@@ -73,7 +73,8 @@ def check_output_not_input(output: str | os.PathLike[str], inputs: Iterable[str]
     resolved = os.path.realpath(output)
     for path in inputs:
         if _same_file(path, info, resolved):
-            raise ResultsFileError(f"{output} is one of the inputs ({path}); the results need a file of their own")
+            spelling = "" if str(output) == path else f" ({path})"
+            raise ResultsFileError(f"{output} is one of the inputs{spelling}; the results need a file of their own")
 
 
 def _same_file(path: str, info: os.stat_result | None, resolved: str) -> bool:

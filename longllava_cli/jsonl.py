@@ -35,6 +35,7 @@ Guarantees (usable without the CLI):
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import logging
@@ -133,11 +134,11 @@ def check_results_path(path: str | os.PathLike[str], *, key: str = "path") -> Pa
     target = Path(os.path.realpath(path))
     if info.st_size:
         fd = open_regular(target, os.O_RDONLY, display=path)
-        try:
+        try:  # the file read, not the one stat saw: a writer's rewrite may have replaced it since
             head = os.pread(fd, HEAD_BYTES, 0)
         finally:
             os.close(fd)
-        if not looks_like_results(head, key):
+        if head and not looks_like_results(head, key):
             raise ResultsFileError(
                 f'{path} exists and is not a longllava results file (JSON Lines with a "{key}" per record)'
             )
@@ -305,6 +306,9 @@ class ResultsFile:
         self._lock_fd: int | None = None
 
     def open(self) -> ResultsFile:
+        """Check, lock, repair and read the file (see the module docstring). Raises
+        ResultsFileError (not a results file, special, lock file not creatable), OutputLockedError
+        (another writer), OSError (I/O)."""
         self.target = check_results_path(self.path, key=self.key)
         self.lock_path = self.target.with_name(self.target.name + ".lock")
         self.rejected_path = self.target.with_name(self.target.name + ".rejected")
@@ -321,8 +325,12 @@ class ResultsFile:
         return self
 
     def _lock(self) -> None:
-        # Read-only: the lock file's content is never written, whoever made it.
-        self._lock_fd = open_regular(self.lock_path, os.O_RDONLY | os.O_CREAT)
+        try:  # read-only: the lock file's content is never written, whoever made it
+            self._lock_fd = open_regular(self.lock_path, os.O_RDONLY | os.O_CREAT, display=self.lock_path)
+        except ResultsFileError:
+            raise
+        except OSError as e:
+            raise ResultsFileError(f"{self.path}: cannot create its lock file {self.lock_path} ({e.strerror})") from e
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as e:
@@ -364,10 +372,7 @@ class ResultsFile:
         """Append unreadable lines to FILE.rejected, durably, before the rewrite drops them here."""
         fd = open_regular(self.rejected_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
         try:
-            data = b"".join(line + b"\n" for line in lines)
-            written = 0
-            while written < len(data):
-                written += os.write(fd, data[written:])
+            _write_all(fd, b"".join(line + b"\n" for line in lines))
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -383,12 +388,7 @@ class ResultsFile:
         data = encode_record(record)
         end = os.fstat(self._fd).st_size  # under the lock nobody else appends
         try:
-            written = 0
-            while written < len(data):  # regular files write whole; a short write would still finish here
-                count = os.write(self._fd, data[written:])
-                if count <= 0:
-                    raise OSError(28, "No space left on device")
-                written += count
+            _write_all(self._fd, data)  # one write() for a regular file
             os.fsync(self._fd)
         except OSError as e:
             with contextlib.suppress(OSError):
@@ -461,6 +461,17 @@ class ResultsStream:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """`os.write` until all of `data` is written: regular files take it whole, a short write
+    would still finish here."""
+    written = 0
+    while written < len(data):
+        count = os.write(fd, data[written:])
+        if count <= 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        written += count
 
 
 def _fsync_directory(directory: Path) -> None:

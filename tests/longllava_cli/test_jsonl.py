@@ -7,7 +7,9 @@ import io
 import json
 import multiprocessing
 import os
+import random
 import stat
+import time
 from pathlib import Path
 
 import pytest
@@ -309,3 +311,53 @@ def test_stream_writes_flushed_lines_and_tracks_failures():
         {"path": "./a.mp4", "caption": "x\ny"},
         {"path": "b.mp4", "error": "broken"},
     ]
+
+
+# --- two writers ---------------------------------------------------------------------------------
+
+
+def _eager_writer(path: str, names: list[str], start, delay: float) -> None:
+    """Keeps trying to get in (for up to 10 s), then writes every name it does not find done.
+    `os.replace` is slowed as on a busy disk: the rewrite's rename is where a second writer used
+    to slip in, between the rename and the first writer's lock on the new file."""
+    real_replace = os.replace
+
+    def slow_replace(*args, **kwargs):
+        real_replace(*args, **kwargs)
+        time.sleep(0.005)
+
+    os.replace = slow_replace
+    start.wait(10)
+    time.sleep(delay)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with ResultsFile(path) as results:
+                for name in names:
+                    if name not in results.done:
+                        results.append({"path": name, "caption": str(os.getpid())})
+            return
+        except OutputLockedError:
+            time.sleep(0.0002)
+
+
+def test_two_writers_never_duplicate_or_lose_a_record(tmp_path):
+    context = multiprocessing.get_context("fork")
+    path = tmp_path / "out.jsonl"
+    names = [f"v{i}.mp4" for i in range(20)]
+    rng = random.Random(14)
+    for _ in range(25):
+        # Error records to retry: every open rewrites the file.
+        path.write_bytes(b"".join(encode_record({"path": n, "error": "x"}) for n in names[:10]))
+        start = context.Event()
+        writers = [
+            context.Process(target=_eager_writer, args=(str(path), names, start, delay))
+            for delay in (0.0, rng.uniform(0, 0.003))
+        ]
+        for writer in writers:
+            writer.start()
+        start.set()
+        for writer in writers:
+            writer.join(30)
+        assert [w.exitcode for w in writers] == [0, 0]
+        assert sorted(r["path"] for r in lines(path)) == sorted(names)  # each exactly once
