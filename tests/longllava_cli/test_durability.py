@@ -129,7 +129,7 @@ def test_killed_writers_lose_nothing_and_duplicate_nothing(tmp_path):
 def test_killed_caption_commands_lose_nothing(tmp_path, longllava_exe, tiny_model, make_image, make_video):
     folder = tmp_path / "batch"
     folder.mkdir()
-    for i in range(12):
+    for i in range(48):  # enough work that the kills land all along the run
         make_image(f"batch/img{i:02d}.png", seed=i)
     make_video("batch/clip.mp4", 20)
     (folder / "bad.mp4").write_bytes(b"\x00garbage" * 20)
@@ -141,7 +141,7 @@ def test_killed_caption_commands_lose_nothing(tmp_path, longllava_exe, tiny_mode
     env["XDG_CONFIG_HOME"] = str(tmp_path / "xdg")
     stop = tmp_path / "stop"
     # The second writer: `longllava caption` again and again (refused while the file is held).
-    eager = f"while [ ! -e {stop} ]; do {' '.join(args)} >/dev/null 2>&1; sleep 0.05; done"
+    eager = f"while [ ! -e {stop} ]; do {' '.join(args)} >/dev/null 2>&1; sleep 0.5; done"
     second = subprocess.Popen(["bash", "-c", eager], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL)
 
     def killed() -> subprocess.Popen:
@@ -154,7 +154,7 @@ def test_killed_caption_commands_lose_nothing(tmp_path, longllava_exe, tiny_mode
             process = killed()
             try:
                 assert process.stdout.readline().strip() == "ready"
-                time.sleep(rng.uniform(0.5, 6.0))  # start-up, model load, captioning
+                time.sleep(rng.uniform(1.0, 5.0))  # start-up, model load, captioning
                 process.send_signal(signal.SIGKILL)
             finally:
                 process.wait(60)
@@ -164,7 +164,7 @@ def test_killed_caption_commands_lose_nothing(tmp_path, longllava_exe, tiny_mode
         second.wait(300)
     final = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert final.returncode == EXIT_PARTIAL, final.stderr
-    inputs = [f"batch/img{i:02d}.png" for i in range(12)] + ["batch/clip.mp4", "batch/bad.mp4"]
+    inputs = [f"batch/img{i:02d}.png" for i in range(48)] + ["batch/clip.mp4", "batch/bad.mp4"]
     data = out.read_bytes()
     records = [json.loads(line) for line in data.decode("ascii").splitlines()]
     assert data.endswith(b"\n") and sorted(r["path"] for r in records) == sorted(inputs)
