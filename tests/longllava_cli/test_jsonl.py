@@ -9,6 +9,7 @@ import multiprocessing
 import os
 import random
 import stat
+import sys
 import time
 from pathlib import Path
 
@@ -361,3 +362,9 @@ def test_two_writers_never_duplicate_or_lose_a_record(tmp_path):
             writer.join(30)
         assert [w.exitcode for w in writers] == [0, 0]
         assert sorted(r["path"] for r in lines(path)) == sorted(names)  # each exactly once
+
+
+def test_stream_to_a_closed_stdout_is_refused(monkeypatch):
+    monkeypatch.setattr(sys, "stdout", None)  # what Python sets when started with fd 1 closed (`>&-`)
+    with pytest.raises(ResultsFileError, match="stdout is closed"):
+        ResultsStream().open()
