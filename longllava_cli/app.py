@@ -464,14 +464,15 @@ def caption(
         ),
     ],
     output: Annotated[
-        Path,
+        str,
         typer.Option(
             "--output",
             "-o",
-            dir_okay=False,
+            metavar="FILE",
             show_default=False,
             rich_help_panel=OUTPUT_PANEL,
-            help="JSON Lines file: one record per input, appended; rerunning resumes it.",
+            help="JSON Lines file: one record per input, appended; rerunning resumes it. Only a new file or "
+            "a longllava results file is accepted. '-': stream to stdout (no resume).",
         ),
     ],
     prompt: Annotated[str, typer.Option("--prompt", "-p", help="The instruction given for every input.")] = (
@@ -523,9 +524,12 @@ def caption(
 
     [dim]longllava caption videos/ -o captions.jsonl --shard 1/4[/dim]
     """
-    from longllava_cli.caption import expand_inputs, parse_shard, run_captions, select_shard
-    from longllava_cli.jsonl import ResultsFile, is_success
+    from longllava_cli.caption import check_output_not_input, expand_inputs, parse_shard, run_captions, select_shard
+    from longllava_cli.jsonl import ResultsFile, ResultsStream, check_results_path, is_success
 
+    to_stdout = output == "-"
+    if not to_stdout:
+        check_results_path(output)  # before any work: a file we did not write is never touched
     try:
         part = parse_shard(shard) if shard else None
     except ValueError as e:
@@ -546,14 +550,16 @@ def caption(
     generation = _generation_options(
         max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k, seed=seed
     )
-    model_request = _model_request(model, device=device, dtype=dtype, vision_tower=vision_tower)
-    budget = _memory_budget(memory_budget)
     check_not_urls(inputs)
     paths = expand_inputs(inputs, recursive=recursive)
+    if not to_stdout:
+        check_output_not_input(output, paths)
+    model_request = _model_request(model, device=device, dtype=dtype, vision_tower=vision_tower)
+    budget = _memory_budget(memory_budget)
     if part is not None:
         paths = select_shard(paths, *part)
     keep = is_success if retry_errors else (lambda record: True)
-    with ResultsFile(output, keep=keep) as results:
+    with ResultsStream() if to_stdout else ResultsFile(output, keep=keep) as results:
         todo = [p for p in paths if p not in results.done]
         if todo:
             with status(f"loading {model_request.path}"):
@@ -571,7 +577,7 @@ def caption(
             summary = None
         failed = len(results.failed.intersection(paths))
     written = f"{summary.succeeded} captioned, {summary.failed} failed" if summary else "nothing to do"
-    note(f"caption: {written}; {len(paths)} inputs, {failed} with errors in {output}")
+    note(f"caption: {written}; {len(paths)} inputs, {failed} with errors in {'stdout' if to_stdout else output}")
     if summary is not None and summary.interrupted:
         raise typer.Exit(EXIT_INTERRUPTED)
     if failed:

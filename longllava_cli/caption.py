@@ -2,20 +2,25 @@
 
 Inputs: a file is one input; a folder gives each of its video and image files (by extension,
 naturally sorted, subfolders with `recursive`) as one input each; `-` reads paths from stdin, one
-per line. Each input is identified by its path as written (`folder/clip.mp4`): rerun from the same
-directory with the same arguments to resume.
+per line. Each input is identified by its path in lexical normal form (`normalise_path`:
+`./clip.mp4` is `clip.mp4`, `folder//clip.mp4` and `folder/./clip.mp4` are `folder/clip.mp4`;
+`..` and symlinks are kept as written, relative paths stay relative): rerun from the same
+directory to resume. An input given twice, in any of these spellings, is captioned once.
 
-Sharding (`K/N`, K in 1..N): an input belongs to shard `1 + sha256(path) mod N`. Membership
-depends on the path alone (not on the other inputs or their order), so N machines given the same
-inputs split them with no overlap and no gap, and adding files never moves existing ones.
+Sharding (`K/N`, K in 1..N): an input belongs to shard `1 + sha256(normalised path) mod N`.
+Membership depends on the path alone (not on the other inputs or their order), so N machines
+given the same inputs split them with no overlap and no gap, and adding files never moves
+existing ones.
 
 The loop answers one input at a time, appends its record (success or error) to the results file
-and, on the first SIGINT, stops after the current input; a second SIGINT interrupts at once.
+(or stream) and, on the first SIGINT, stops after the current input; a second SIGINT interrupts
+at once. The results file is never one of the inputs (`check_output_not_input`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import signal
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -24,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from longllava_cli.jsonl import Record, ResultsFile
+from longllava_cli.jsonl import Record, Results, ResultsFileError, normalise_path
 from longllava_cli.output import ItemProgress, note
 
 VIDEO_EXTENSIONS = frozenset(
@@ -43,7 +48,7 @@ def read_stdin_paths(stream: TextIO) -> list[str]:
 
 
 def expand_inputs(args: Sequence[str], *, recursive: bool, stdin: TextIO | None = None) -> list[str]:
-    """Inputs of a caption run, in order, each once (see the module docstring)."""
+    """Inputs of a caption run, normalised, in order, each once (see the module docstring)."""
     from sampling.discover import list_folder_files  # sampling's package init imports torch
 
     expanded: list[str] = []
@@ -55,7 +60,33 @@ def expand_inputs(args: Sequence[str], *, recursive: bool, stdin: TextIO | None 
                 expanded.extend(str(f) for f in files if f.suffix.lower() in MEDIA_EXTENSIONS)
             else:
                 expanded.append(path)
-    return list(dict.fromkeys(expanded))
+    return list(dict.fromkeys(normalise_path(p) for p in expanded))
+
+
+def check_output_not_input(output: str | os.PathLike[str], inputs: Iterable[str]) -> None:
+    """ResultsFileError when `output` is one of `inputs`: the same file by device and inode (so
+    also through symlinks, hard links and any spelling) or, while `output` does not exist, the
+    same resolved path."""
+    try:
+        info: os.stat_result | None = os.stat(output)
+    except FileNotFoundError:
+        info = None
+    except OSError:
+        return  # `check_results_path` reports what is wrong with `output` itself
+    resolved = os.path.realpath(output)
+    for path in inputs:
+        if _same_file(path, info, resolved):
+            spelling = "" if str(output) == path else f" ({path})"
+            raise ResultsFileError(f"{output} is one of the inputs{spelling}; the results need a file of their own")
+
+
+def _same_file(path: str, info: os.stat_result | None, resolved: str) -> bool:
+    if info is None:
+        return os.path.realpath(path) == resolved
+    try:
+        return os.path.samestat(info, os.stat(path))
+    except OSError:
+        return False
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -71,8 +102,9 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 
 def shard_of(path: str, count: int) -> int:
-    """The shard (1..count) `path` belongs to: stable across runs, machines and Python versions."""
-    digest = hashlib.sha256(path.encode("utf-8", "surrogateescape")).digest()
+    """The shard (1..count) `path` belongs to: stable across runs, machines and Python versions,
+    and the same for every spelling of the path (`./a.mp4`, `a.mp4`)."""
+    digest = hashlib.sha256(normalise_path(path).encode("utf-8", "surrogateescape")).digest()
     return 1 + int.from_bytes(digest[:8], "big") % count
 
 
@@ -113,17 +145,20 @@ def stop_on_sigint() -> Iterator[Callable[[], bool]]:
 
 def run_captions(
     inputs: Sequence[str],
-    results: ResultsFile,
+    results: Results,
     caption_one: Callable[[str], Record],
     *,
     describe_failure: Callable[[BaseException], str],
 ) -> CaptionSummary:
-    """Caption every input not yet in `results`; `caption_one(path)` returns the success record
-    and raises on failure, which becomes `{"path", "error"}` (KeyboardInterrupt propagates)."""
-    todo = [p for p in inputs if p not in results.done]
-    summary = CaptionSummary(total=len(inputs), skipped=len(inputs) - len(todo))
+    """Caption every input not yet in `results`, each once: inputs are normalised
+    (`normalise_path`) and repeats dropped. `caption_one(path)` gets the normalised path, returns
+    the success record and raises on failure, which becomes `{"path", "error"}`
+    (KeyboardInterrupt propagates)."""
+    unique = list(dict.fromkeys(normalise_path(p) for p in inputs))
+    todo = [p for p in unique if p not in results.done]
+    summary = CaptionSummary(total=len(unique), skipped=len(unique) - len(todo))
     if summary.skipped:
-        note(f"resuming: {summary.skipped} of {len(inputs)} inputs already in {results.path}")
+        note(f"resuming: {summary.skipped} of {len(unique)} inputs already in {results.path}")
     with stop_on_sigint() as stopping, ItemProgress(len(todo), "caption") as progress:
         for path in todo:
             if stopping():

@@ -54,6 +54,9 @@ class ErrorRule:
 
 # Most specific first: the first class name found in the exception's MRO wins.
 ERROR_TABLE: dict[str, ErrorRule] = {
+    "ResultsFileError": ErrorRule(
+        EXIT_USAGE, "choose another --output: a new file, a results file to resume, or - for stdout"
+    ),
     "InputError": ErrorRule(EXIT_FAILURE),
     "CheckpointError": ErrorRule(
         EXIT_FAILURE, "--model takes a LongLLaVA checkpoint folder (config.json, *.safetensors, tokenizer.json)"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 from pathlib import Path
 
@@ -170,3 +171,53 @@ def test_caption_bad_shard_is_usage_error(runner, fake, media_folder, tmp_path):
     )
     assert result.exit_code == 2
     assert not fake.loads
+
+
+# --- the results file: never an input, never a file we did not write; stdout; normalised paths ----
+
+
+@pytest.mark.parametrize("spelling", ["./out.jsonl", "hard.mp4", "sym.mp4", "dir/../out.jsonl", "empty.mp4", "new"])
+def test_caption_refuses_an_output_that_is_an_input(runner, fake, tmp_path, monkeypatch, spelling):
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "out.jsonl"
+    out.write_text('{"path": "a.mp4", "caption": "x"}\n')
+    os.link(out, "hard.mp4")
+    os.symlink("out.jsonl", "sym.mp4")
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "empty.mp4").touch()
+    output = {"empty.mp4": "empty.mp4", "new": "./new.mp4"}.get(spelling, "out.jsonl")
+    argument = {"new": "new.mp4"}.get(spelling, spelling)
+    before = (out.read_bytes(), out.stat().st_mtime_ns)
+    result = runner.invoke(app, ["caption", argument, "-o", output, "--model", "m"])
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1 and errors[0].startswith(f"error: {output} is one of the inputs")
+    assert not fake.loads and (out.read_bytes(), out.stat().st_mtime_ns) == before
+    assert not list(tmp_path.glob("*.lock")) and not (tmp_path / "new.mp4").exists()
+
+
+def test_caption_to_stdout(runner, fake, media_folder, tmp_path, monkeypatch):
+    monkeypatch.chdir(media_folder)
+    fake.fail = fail_broken
+    args = ["caption", "v1.mp4", "./v1.mp4", "bad1.mp4", "p1.png", "-o", "-", "--model", "m"]
+    for _ in range(2):  # nothing is resumed: every run answers every input
+        result = runner.invoke(app, args)
+        assert result.exit_code == EXIT_PARTIAL, result.output
+        got = [json.loads(line) for line in result.stdout.splitlines()]
+        assert [r["path"] for r in got] == ["v1.mp4", "bad1.mp4", "p1.png"]  # ./v1.mp4 is v1.mp4
+        assert "error" in got[1] and got[0]["caption"] == f"answer to {DEFAULT_CAPTION_PROMPT}"
+        assert "1 with errors in stdout" in result.stderr
+    assert sorted(p.name for p in media_folder.iterdir() if p.suffix in (".jsonl", ".lock", ".rejected")) == []
+
+
+def test_caption_identifies_inputs_by_normalised_path(runner, fake, media_folder, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "out.jsonl"
+    out.write_text('{"path": "./media/v1.mp4", "caption": "earlier"}\n')
+    args = ["caption", "media//v1.mp4", "media/./v2.mp4", "./media/v2.mp4", "media/v2.mp4", "-o", "out.jsonl"]
+    result = runner.invoke(app, [*args, "--model", "m"])
+    assert result.exit_code == 0, result.output
+    assert [r.inputs for r in fake.requests] == [("media/v2.mp4",)]  # v1 was done, v2 is one input
+    assert records(out) == [{"path": "./media/v1.mp4", "caption": "earlier"}, records(out)[1]]
+    assert records(out)[1]["path"] == "media/v2.mp4"
+    assert shard_of("./media/v2.mp4", 7) == shard_of("media//v2.mp4", 7) == shard_of("media/v2.mp4", 7)
