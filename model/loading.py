@@ -224,7 +224,7 @@ def _check_shard_name(index: Path, key: str, name: object) -> None:
         or "\\" in name
         or "\0" in name
     ):
-        shown = json.dumps(name)[:80] if isinstance(name, str | int | float | bool | None) else type(name).__name__
+        shown = json.dumps(name)[:200] if isinstance(name, str | int | float | bool | None) else type(name).__name__
         raise CheckpointError(
             f"{index}: tensor {key[:80]} is mapped to {shown}, which is not a plain *.safetensors file name in "
             "the checkpoint folder; the index may only name files next to it"
