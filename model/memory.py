@@ -213,9 +213,13 @@ def check_fits(budget: int, lm: JambaConfig, vision: CLIPVisionConfig | None, *,
     if estimate.total <= budget:
         return
     fits = max_tokens_that_fit(budget, lm, vision, **kwargs)
+    advice = (
+        f"at most {fits} tokens fit: sample fewer frames (--frames), use a smaller --chunk-tokens or a smaller dtype"
+        if fits
+        else "not even an empty prompt fits: use a smaller --chunk-tokens, a smaller dtype or more memory"
+    )
     raise MemoryBudgetError(
         f"{num_tokens} tokens need {estimate.total / GiB:.1f} GiB (weights {estimate.weights / GiB:.1f}, "
         f"KV cache {estimate.kv_cache / GiB:.1f}, prefill chunk {estimate.chunk / GiB:.1f}) but the budget is "
-        f"{budget / GiB:.1f} GiB; at most {fits} tokens fit: sample fewer frames (--frames), use a smaller "
-        "--chunk-tokens or a smaller dtype"
+        f"{budget / GiB:.1f} GiB; {advice}"
     )
