@@ -64,6 +64,8 @@ MULTIMODAL_PREFIXES = ("model.mm_projector.", "model.vision_tower.", "model.visi
 # limit); a JSON file (config, index) over 64 MB likewise.
 HEADER_LIMIT = 100 * 2**20
 JSON_LIMIT = 64 * 2**20
+# Dimensions of a tensor (ours have at most 4): bounds the work of multiplying a planted shape out.
+MAX_TENSOR_RANK = 16
 # Bytes per element of the safetensors dtypes with a whole number of bytes.
 SAFETENSORS_DTYPE_BYTES = {
     "BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
@@ -264,6 +266,8 @@ def _entry_shape(file: Path, key: str, entry: object, data_size: int) -> Shape:
     shape, offsets, dtype = entry.get("shape"), entry.get("data_offsets"), entry.get("dtype")
     if not isinstance(shape, list) or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape):
         raise bad("its shape is not a list of non-negative integers")
+    if len(shape) > MAX_TENSOR_RANK:
+        raise bad(f"{len(shape)} dimensions")
     if not isinstance(dtype, str):
         raise bad("no dtype")
     if (

@@ -333,6 +333,7 @@ def _find_tower(
     if tower.config.hidden_size != mm.mm_hidden_size:
         fix = _ASSUMED_CONFIG_HINT if tower.config_assumed else "use the CLIP this LongLLaVA was trained with"
         where = tower.checkpoint.path if tower.checkpoint is not None else tower.source
+        where = checkpoint.path if tower.config_assumed else where
         raise CheckpointError(
             f"{where}: the CLIP tower is {tower.config.hidden_size} wide but mm_hidden_size in "
             f"{checkpoint.path / 'config.json'} is {mm.mm_hidden_size}; {fix}"
