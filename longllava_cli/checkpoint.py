@@ -1,26 +1,25 @@
-"""What a checkpoint is, from its config.json and safetensors headers alone (no weights read):
-for `info`, `estimate` and `frames --model`.
+"""What a checkpoint is, from its config.json and safetensors headers alone (no weights read,
+nothing built): for `info`, `estimate` and `frames --model`.
 
 Layer pattern: one letter per LM layer, M for Mamba and A for attention (LongLLaVA-9B:
-"MMMMAMMM" × 4). Parameters: summed over the tensor shapes in the safetensors headers.
-Tokens per image: CLIP patches after `resamplePooling` (144 for LongLLaVA-9B). KV bytes per
-token: what each prompt position costs in the attention layers' cache at the chosen dtype.
-The configs are what `model.load_model` would build (`model.read_model_config`), CLIP included.
+"MMMMAMMM" × 4). Parameters: summed over the tensor shapes in the safetensors headers, or, for
+a folder with config.json and no weights yet (planning before a download), counted from the
+configs (`model.memory.count_model_parameters`); `weights` says which. Tokens per image: CLIP
+patches after `resamplePooling` (144 for LongLLaVA-9B). KV bytes per token: what each prompt
+position costs in the attention layers' cache at the chosen dtype. The configs are what
+`model.load_model` would build (`model.read_model_config`), CLIP included, checked against the
+headers where there are weights.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import re
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from model.config import CLIPVisionConfig, JambaConfig, LongLLaVAConfig
-from model.errors import CheckpointError
 from model.memory import (
     DTYPE_BYTES,
     MARKUP_TOKENS_PER_FRAME,
@@ -30,20 +29,28 @@ from model.memory import (
     recommend_chunk_tokens,
     tokens_for_frames,
 )
+from sampling.options import MAX_FRAMES
 
 _PREFIXES = {"k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*([kmgtKMGT]?)(i?[bB])?\s*$")
-_HEADER_LIMIT = 100 * 2**20  # a safetensors header over 100 MB is corruption, not metadata
+# What limits the most frames a request can take (estimate_request's `max_frames_limited_by`).
+LIMIT_MEMORY, LIMIT_CONTEXT, LIMIT_FRAMES = "memory", "context", "frames limit"
 
 
 @dataclass(frozen=True)
 class CheckpointSummary:
+    """path: the checkpoint folder; weights: "present" (num_parameters summed over the safetensors
+    headers) or "absent" (a folder with config.json only; num_parameters counted from the configs);
+    vision_source: where the CLIP config came from (`model.ModelConfig.vision_source`)."""
+
     path: Path
     lm: JambaConfig
     mm: LongLLaVAConfig | None
     vision: CLIPVisionConfig | None
     dtype: str
     num_parameters: int
+    weights: str = "present"
+    vision_source: str | None = None
 
     @property
     def layer_pattern(self) -> str:
@@ -58,6 +65,16 @@ class CheckpointSummary:
         num_tokens = self.vision.num_patches + (self.mm.mm_vision_select_feature == "cls_patch")
         return num_pooled_tokens(num_tokens, self.mm.pooling)
 
+    @property
+    def context_tokens(self) -> int:
+        """The longest prompt (answer included) the model is meant for: `tokenizer_model_max_length`,
+        the length LongLLaVA was trained with (`ask` warns past it), when config.json has it; else
+        `max_position_embeddings` (`n_ctx`). Jamba has no position embeddings, so the latter is a
+        nominal bound (262,144 for Jamba-v0.1), not one the weights enforce: the trained length is
+        the honest limit whenever the config states it."""
+        trained = self.mm.tokenizer_model_max_length if self.mm is not None else None
+        return trained or self.lm.max_position_embeddings
+
     def kv_bytes_per_token(self, dtype: str | None = None) -> int:
         return self.lm.kv_elements_per_token * DTYPE_BYTES[dtype or self.dtype]
 
@@ -67,7 +84,9 @@ class CheckpointSummary:
             "model_type": self.lm.model_type if self.mm is None else self.mm.model_type,
             "multimodal": self.vision is not None,
             "dtype": self.dtype,
+            "weights": self.weights,
             "num_parameters": self.num_parameters,
+            "num_parameters_from": "headers" if self.weights == "present" else "config",
             "num_layers": self.lm.num_hidden_layers,
             "layer_pattern": self.layer_pattern,
             "num_attention_layers": self.layer_pattern.count("A"),
@@ -76,36 +95,39 @@ class CheckpointSummary:
             "vocab_size": self.lm.vocab_size,
             "image_size": self.vision.image_size if self.vision else None,
             "tokens_per_image": self.tokens_per_image,
+            "vision_config_source": self.vision_source,
             "kv_bytes_per_token": self.kv_bytes_per_token(),
             "max_context_tokens": self.mm.tokenizer_model_max_length if self.mm else None,
         }
 
 
 def summarize_checkpoint(path: Path, *, vision_tower: Path | None = None) -> CheckpointSummary:
-    """Read config.json and the safetensors headers of a checkpoint directory (no weights).
-    Raises CheckpointError as `model.load_model` would for a missing or malformed checkpoint."""
+    """Read config.json and the safetensors headers of a checkpoint directory (no weights read,
+    nothing built). A folder with config.json and no weights yet is summarised from its configs
+    (`weights` "absent"). Raises CheckpointError as `model.load_model` would for a malformed
+    checkpoint, including configs that do not describe the weights' headers."""
     from model.loading import open_checkpoint
     from model.longllava import read_model_config
+    from model.memory import count_model_parameters
 
-    checkpoint = open_checkpoint(path)
+    checkpoint = open_checkpoint(path, require_weights=False)
     config = read_model_config(checkpoint.path, vision_tower=vision_tower)
     dtype = checkpoint.config.get("torch_dtype") or checkpoint.config.get("dtype")
-    dtype = dtype if dtype in DTYPE_BYTES else "float32"
-    num_parameters = sum(count_parameters(checkpoint.path / name) for name in checkpoint.files())
-    return CheckpointSummary(checkpoint.path, config.lm, config.mm, config.vision, dtype, num_parameters)
+    dtype = dtype if isinstance(dtype, str) and dtype in DTYPE_BYTES else "float32"
+    if checkpoint.has_weights:
+        num_parameters, weights = sum(math.prod(shape) for shape in checkpoint.shapes.values()), "present"
+    else:
+        num_parameters, weights = count_model_parameters(config), "absent"
+    return CheckpointSummary(
+        checkpoint.path, config.lm, config.mm, config.vision, dtype, num_parameters, weights, config.vision_source
+    )
 
 
 def count_parameters(file: Path) -> int:
-    """Elements of every tensor in a safetensors file, from its JSON header alone."""
-    try:
-        with open(file, "rb") as f:
-            (length,) = struct.unpack("<Q", f.read(8))
-            if length > _HEADER_LIMIT or length > os.fstat(f.fileno()).st_size:
-                raise ValueError(f"header length {length} is impossible")
-            header = json.loads(f.read(length))
-    except (OSError, struct.error, ValueError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{file}: not a readable safetensors file ({e}); re-download it") from e
-    return sum(math.prod(v["shape"]) for k, v in header.items() if k != "__metadata__" and isinstance(v, dict))
+    """Elements of every tensor in a safetensors file, from its (checked) JSON header alone."""
+    from model.loading import read_safetensors_header
+
+    return sum(math.prod(shape) for shape in read_safetensors_header(file).values())
 
 
 def parse_size(text: str) -> int:
@@ -129,8 +151,12 @@ def estimate_request(
     max_new_tokens: int,
     device: str,
 ) -> dict[str, Any]:
-    """Memory of a request with `num_frames` video frames, whether it fits `budget` bytes, the most
-    frames that fit, and the chunk size to use (model.memory's estimate)."""
+    """Memory of a request with `num_frames` video frames, whether it fits `budget` bytes, the chunk
+    size to use (model.memory's estimate), and the most frames a request can take: the fewest of
+    what fits the budget, what fits the model's context (`CheckpointSummary.context_tokens`,
+    answer included) and the `--frames` limit (sampling's MAX_FRAMES). `max_frames_limited_by`
+    names the one that decides ("memory", "context" or "frames limit"); `max_frames_limits` has all
+    three."""
     tokens_per_image = summary.tokens_per_image or 0
     num_tokens = tokens_for_frames(num_frames, tokens_per_image) + max_new_tokens
     common: dict[str, Any] = dict(
@@ -138,10 +164,17 @@ def estimate_request(
     )
     estimate = estimate_memory(summary.lm, summary.vision, num_tokens=num_tokens, chunk_tokens=chunk_tokens, **common)
     max_tokens = max_tokens_that_fit(budget, summary.lm, summary.vision, chunk_tokens=chunk_tokens, **common)
-    per_frame = tokens_per_image + MARKUP_TOKENS_PER_FRAME
-    spare = max_tokens - PROMPT_TEXT_TOKENS - max_new_tokens
-    max_frames = max(0, spare // per_frame) if tokens_per_image else None
     chunk = recommend_chunk_tokens(budget, summary.lm, summary.vision, num_tokens=num_tokens, **common)
+    max_frames = limited_by = limits = None
+    if tokens_per_image:
+        per_frame = tokens_per_image + MARKUP_TOKENS_PER_FRAME
+        limits = {
+            LIMIT_MEMORY: max(0, (max_tokens - PROMPT_TEXT_TOKENS - max_new_tokens) // per_frame),
+            LIMIT_CONTEXT: max(0, (summary.context_tokens - PROMPT_TEXT_TOKENS - max_new_tokens) // per_frame),
+            LIMIT_FRAMES: MAX_FRAMES,
+        }
+        limited_by = min(limits, key=lambda name: limits[name])  # the first of equals: memory, then context
+        max_frames = limits[limited_by]
     return {
         "model": str(summary.path),
         "device": device,
@@ -152,8 +185,12 @@ def estimate_request(
         "budget_bytes": budget,
         "memory_bytes": estimate.as_dict(),
         "fits": estimate.total <= budget,
+        "within_context": num_tokens <= summary.context_tokens,
         "max_frames": max_frames,
+        "max_frames_limited_by": limited_by,
+        "max_frames_limits": limits,
         "max_tokens": max_tokens,
+        "context_tokens": summary.context_tokens,
         "chunk_tokens": chunk_tokens,
         "recommended_chunk_tokens": chunk,
     }

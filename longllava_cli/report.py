@@ -88,6 +88,28 @@ def _gib(n: int) -> str:
     return f"{n / GiB:.2f} GiB"
 
 
+_VISION_SOURCES = {
+    "vision_config": "config.json's vision_config",
+    "assumed": "assumed CLIP ViT-L/14-336 (no vision_config in config.json)",
+}
+
+
+def _parameters(model: dict[str, Any]) -> str:
+    text = f"{model['num_parameters']:,} ({_count(model['num_parameters'])})"
+    if model.get("weights") == "absent":
+        text += ", counted from config.json: no weights in the folder yet"
+    return text
+
+
+def _most_frames(result: dict[str, Any]) -> str:
+    """The most frames and what limits them, e.g. "1,024 (limited by frames limit; memory 9,999, context 1,413)"."""
+    if result["max_frames"] is None:
+        return "n/a (text-only model)"
+    limited = result["max_frames_limited_by"]
+    others = ", ".join(f"{name} {value:,}" for name, value in result["max_frames_limits"].items() if name != limited)
+    return f"{result['max_frames']:,} (limited by {limited}; {others})"
+
+
 def print_info(data: dict[str, Any]) -> None:
     env = data["environment"]
     backends = ", ".join(f"{k} {v}" if v else f"{k} (not available)" for k, v in env["video_backends"].items())
@@ -108,13 +130,16 @@ def print_info(data: dict[str, Any]) -> None:
         rows += [
             ("model", model["path"]),
             ("type", f"{model['model_type']} ({'multimodal' if model['multimodal'] else 'text only'})"),
-            ("parameters", f"{model['num_parameters']:,} ({_count(model['num_parameters'])})"),
+            ("parameters", _parameters(model)),
             ("dtype", model["dtype"]),
             ("layers", f"{model['num_layers']}: {model['layer_pattern']} (M Mamba, A attention)"),
             ("experts", model["num_experts"]),
             ("tokens per frame", model["tokens_per_image"] if model["tokens_per_image"] else "n/a"),
             ("KV bytes per token", f"{model['kv_bytes_per_token']:,}"),
         ]
+        if model.get("vision_config_source"):
+            source = model["vision_config_source"]
+            rows.append(("vision config", _VISION_SOURCES.get(source, source)))
         if model["max_context_tokens"]:
             rows.append(("trained context", f"{model['max_context_tokens']:,} tokens"))
     write_text(_lines(rows))
@@ -130,7 +155,10 @@ def print_estimate(result: dict[str, Any]) -> None:
                     "LM positions with markup, prompt and answer"),
         ("memory", f"{_gib(memory['total'])} ({parts})"),
         ("budget", f"{_gib(result['budget_bytes'])} from {result['budget_source']}: {verdict}"),
-        ("most frames", f"{result['max_frames']:,} ({result['max_tokens']:,} tokens)"),
+        ("context", f"{result['context_tokens']:,} tokens: request "
+                    f"{'within it' if result['within_context'] else 'OVER it (answers may degrade)'}"),
+        ("most frames", _most_frames(result)),
+        ("most tokens", f"{result['max_tokens']:,} fit the memory budget"),
         ("chunk tokens", f"{result['recommended_chunk_tokens']} recommended (--chunk-tokens)"),
     ]  # fmt: skip
     write_text(_lines(rows))

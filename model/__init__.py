@@ -3,7 +3,8 @@
 Public API:
 - `load_model(path, *, device="cpu", dtype=None, vision_tower=None) -> LongLLaVA` (LM, CLIP tower,
   projector, tokenizer; text-only for a plain Jamba directory)
-- `read_model_config(path, *, vision_tower=None) -> ModelConfig` (configs only, no weights read)
+- `read_model_config(path, *, vision_tower=None) -> ModelConfig` (configs checked against the
+  safetensors headers, no weights read; also a folder with config.json only)
 - `load_language_model(path, *, device="cpu", dtype=None) -> JambaLM`
 - `JambaLM(input_ids | inputs_embeds, cache=..., logits_to_keep=1) -> logits`
 - `new_cache(config, ...)`, `JambaCache.fork()`

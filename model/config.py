@@ -10,12 +10,20 @@ Three configs, one per part of a LongLLaVA checkpoint (gathered in `ModelConfig`
 
 No torch import here: `longllava info` and `estimate` read configs without loading a model.
 Source: ../shared/REFERENCE.md §1 (field table), transformers `configuration_jamba.py`.
+
+Everything in a `config.json` is untrusted: each field is checked against its annotated type
+(`bool` is not an `int`; a `float` must be finite) and against a range far above any released
+model (`*_RANGES` below) when the dataclass is built, so that `num_hidden_layers: 1e9`,
+`hidden_size: 4e9` or `patch_size: 0` become one `CheckpointError` naming the key instead of an
+allocation that runs until the process is killed, or a ZeroDivisionError.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -29,6 +37,122 @@ _JAMBA_ALIASES = {
     "n_ctx": "max_position_embeddings",
     "num_local_experts": "num_experts",
 }
+
+
+# Bounds of numeric fields, inclusive: generous limits (released models are 10-1000x below them)
+# that keep every derived size a reasonable Python int and every loop over layers short.
+_JAMBA_RANGES: dict[str, tuple[float, float]] = {
+    "vocab_size": (1, 2**24),
+    "hidden_size": (1, 2**17),
+    "intermediate_size": (1, 2**20),
+    "num_hidden_layers": (1, 1024),
+    "num_attention_heads": (1, 4096),
+    "num_key_value_heads": (1, 4096),
+    "attn_layer_period": (1, 1024),
+    "attn_layer_offset": (0, 1023),
+    "expert_layer_period": (1, 1024),
+    "expert_layer_offset": (0, 1023),
+    "num_experts": (1, 1024),
+    "num_experts_per_tok": (1, 1024),
+    "mamba_d_state": (1, 1024),
+    "mamba_d_conv": (1, 256),
+    "mamba_expand": (1, 64),
+    "mamba_dt_rank": (1, 2**17),
+    "rms_norm_eps": (0, 1),
+    "max_position_embeddings": (1, 2**31),
+    "pad_token_id": (-1, 2**24),
+    "bos_token_id": (-1, 2**24),
+    "eos_token_id": (-1, 2**24),
+}
+_CLIP_RANGES: dict[str, tuple[float, float]] = {
+    "hidden_size": (1, 2**16),
+    "intermediate_size": (1, 2**18),
+    "num_hidden_layers": (1, 1024),
+    "num_attention_heads": (1, 1024),
+    "num_channels": (1, 16),
+    "image_size": (1, 2**14),
+    "patch_size": (1, 2**14),
+    "layer_norm_eps": (0, 1),
+    "projection_dim": (1, 2**17),
+}
+_MM_RANGES: dict[str, tuple[float, float]] = {
+    "mm_hidden_size": (1, 2**17),
+    "mm_vision_select_layer": (-1025, 1024),
+    "tokenizer_model_max_length": (1, 2**31),
+}
+# Values the model code can build (model/vision.py, model/projector.py import torch, so the
+# names are repeated here for checking a config without it; those modules check them again).
+CLIP_ACTIVATIONS = ("quick_gelu", "gelu")
+SELECT_FEATURES = ("patch", "cls_patch")
+POOLINGS = ("2d", "1d", "none")
+MAX_PROJECTOR_DEPTH = 16
+_PROJECTOR_TYPE = re.compile(r"^(?:linear|mlp(\d{1,3})x_gelu)$")
+
+_TYPE_NAMES = {
+    "int": "an integer",
+    "float": "a number",
+    "bool": "true or false",
+    "str": "a string",
+    "None": "null",
+    "list[int]": "a list of integers",
+}
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _has_type(value: Any, name: str) -> bool:
+    if name == "int":
+        return _is_int(value)
+    if name == "float":
+        return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if name == "bool":
+        return isinstance(value, bool)
+    if name == "str":
+        return isinstance(value, str)
+    if name == "None":
+        return value is None
+    if name == "list[int]":
+        return isinstance(value, list) and all(_is_int(v) for v in value)
+    raise AssertionError(f"no type check for {name!r}")
+
+
+def _short(value: Any) -> str:
+    """A JSON value as the user wrote it, cut short: messages stay one short line."""
+    if isinstance(value, list | dict):
+        return "a list" if isinstance(value, list) else "an object"
+    text = json.dumps(value) if isinstance(value, str | int | float | None) else repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _check_fields(config: Any, ranges: Mapping[str, tuple[float, float]]) -> None:
+    """Raise ValueError (one line, naming the key) for a field of the wrong type or out of range.
+    Types are read from the dataclass annotations (strings such as "int | None")."""
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        types = [t.strip() for t in str(f.type).split("|")]
+        if not any(_has_type(value, t) for t in types):
+            expected = " or ".join(_TYPE_NAMES[t] for t in types)
+            raise ValueError(f"{f.name} must be {expected}, got {_short(value)}")
+        if f.name in ranges and not isinstance(value, str | bool) and value is not None:
+            low, high = ranges[f.name]
+            for number in value if isinstance(value, list) else [value]:
+                if not low <= number <= high:
+                    raise ValueError(f"{f.name} must be in {low}..{high}, got {_short(number)}")
+
+
+def projector_depth(projector_type: str) -> int:
+    """Linear layers of a projector type: 1 for "linear", k for "mlp{k}x_gelu" (k <= 16).
+    Raises ValueError for a type the model code cannot build."""
+    match = _PROJECTOR_TYPE.match(projector_type)
+    depth = 0 if match is None else 1 if match.group(1) is None else int(match.group(1))
+    if not 1 <= depth <= MAX_PROJECTOR_DEPTH:
+        raise ValueError(
+            f"mm_projector_type {projector_type!r} is not supported (use 'mlp2x_gelu' or 'linear'; "
+            f"mlp{{k}}x_gelu with k in 1..{MAX_PROJECTOR_DEPTH})"
+        )
+    return depth
 
 
 def _from_dict(cls: type[T], data: Mapping[str, Any], *, source: str, aliases: Mapping[str, str]) -> T:
@@ -89,6 +213,9 @@ class JambaConfig:
     model_type: str = "jamba"
 
     def __post_init__(self) -> None:
+        _check_fields(self, _JAMBA_RANGES)
+        if isinstance(self.mamba_dt_rank, str) and self.mamba_dt_rank != "auto":
+            raise ValueError(f'mamba_dt_rank must be an integer or "auto", got {_short(self.mamba_dt_rank)}')
         if not 0 <= self.attn_layer_offset < self.attn_layer_period:
             raise ValueError(
                 f"attn_layer_offset {self.attn_layer_offset} must be in [0, attn_layer_period {self.attn_layer_period})"
@@ -179,6 +306,17 @@ class CLIPVisionConfig:
     hidden_act: str = "quick_gelu"
     projection_dim: int = 768
 
+    def __post_init__(self) -> None:
+        _check_fields(self, _CLIP_RANGES)
+        if self.patch_size > self.image_size:
+            raise ValueError(f"patch_size {self.patch_size} is larger than image_size {self.image_size}")
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError(
+                f"hidden_size {self.hidden_size} is not divisible by num_attention_heads {self.num_attention_heads}"
+            )
+        if self.hidden_act not in CLIP_ACTIVATIONS:
+            raise ValueError(f"CLIP hidden_act {self.hidden_act!r} is not supported (use one of {CLIP_ACTIVATIONS})")
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, source: str = "config.json") -> CLIPVisionConfig:
         # A full CLIPConfig nests the tower's keys under "vision_config".
@@ -214,6 +352,16 @@ class LongLLaVAConfig:
     tokenizer_model_max_length: int | None = None
     model_type: str = "llava_jamba"
 
+    def __post_init__(self) -> None:
+        _check_fields(self, _MM_RANGES)
+        projector_depth(self.mm_projector_type)
+        if self.mm_vision_select_feature not in SELECT_FEATURES:
+            raise ValueError(
+                f"mm_vision_select_feature {self.mm_vision_select_feature!r} is not one of {SELECT_FEATURES}"
+            )
+        if self.resamplePooling is not None and self.resamplePooling not in POOLINGS:
+            raise ValueError(f"resamplePooling {self.resamplePooling!r} is not one of {POOLINGS}")
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, source: str = "config.json") -> LongLLaVAConfig:
         return _from_dict(cls, data, source=source, aliases={})
@@ -231,10 +379,26 @@ class ModelConfig:
     lm: JambaConfig
     mm: LongLLaVAConfig | None = None
     vision: CLIPVisionConfig | None = None
+    # Where the CLIP config came from: "vision_config" (config.json's own dict), the config.json
+    # of a CLIP folder (its path), or "assumed" (no config found: ViT-L/14-336 defaults).
+    vision_source: str | None = None
 
     def __post_init__(self) -> None:
         if (self.mm is None) != (self.vision is None):
             raise ValueError("a multimodal model needs both its LongLLaVA keys and its CLIP config (or neither)")
+        if self.mm is None or self.vision is None:
+            return
+        num_states = self.vision.num_hidden_layers + 1  # transformers' hidden_states: embeddings + layers
+        if not -num_states <= self.mm.mm_vision_select_layer < num_states:
+            raise ValueError(
+                f"mm_vision_select_layer {self.mm.mm_vision_select_layer} is out of range for a CLIP tower with "
+                f"{self.vision.num_hidden_layers} layers (valid: {-num_states}..{num_states - 1})"
+            )
+        if self.mm.pooling == "2d" and self.mm.mm_vision_select_feature == "cls_patch":
+            raise ValueError(
+                'resamplePooling "2d" needs a square patch grid but mm_vision_select_feature "cls_patch" adds CLS; '
+                'use "patch"'
+            )
 
     @property
     def is_multimodal(self) -> bool:

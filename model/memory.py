@@ -10,7 +10,9 @@
   prefill chunk's: the engine encodes a batch, frees its activations and only then pushes its
   rows through the LM, so the two are never alive together and the peak holds the larger.
 - chunk: the largest set of activations alive while one prefill chunk runs (the Mamba mixer's
-  float32 intermediates, the FFN, the attention score tile and scan buffers).
+  float32 intermediates, the FFN, the attention score tile and scan buffers), and the chunk's
+  embedding buffer, which the engine preallocates at its full `chunk_tokens` rows even when the
+  request is shorter: a huge `chunk_tokens` fails the check before anything is allocated.
 - runtime: what the framework itself holds (PyTorch on CPU: its libraries; CUDA: the context).
 
 `longllava estimate` prints these; the engine uses `check_fits` to fail before any heavy work.
@@ -23,7 +25,7 @@ import os
 from dataclasses import dataclass
 
 from model.attention import SCORE_TILE_ELEMENTS
-from model.config import CLIPVisionConfig, JambaConfig
+from model.config import CLIPVisionConfig, JambaConfig, ModelConfig, projector_depth
 from model.cpu_kernels import kernels_available
 from model.errors import MemoryBudgetError
 from model.scan import SCAN_BLOCK_ELEMENTS
@@ -100,8 +102,26 @@ def count_vision_parameters(v: CLIPVisionConfig) -> int:
     return embeddings + 4 * w + v.num_hidden_layers * layer
 
 
-def count_projector_parameters(mm_hidden_size: int, hidden_size: int) -> int:
-    return mm_hidden_size * hidden_size + hidden_size + hidden_size * hidden_size + hidden_size
+def count_projector_parameters(mm_hidden_size: int, hidden_size: int, projector_type: str = "mlp2x_gelu") -> int:
+    """Linear(c, e) then k - 1 × Linear(e, e), with biases ("linear": k = 1, "mlp{k}x_gelu")."""
+    depth = projector_depth(projector_type)
+    return mm_hidden_size * hidden_size + hidden_size + (depth - 1) * (hidden_size * hidden_size + hidden_size)
+
+
+def count_model_parameters(config: ModelConfig) -> int:
+    """Parameters of the whole model a config describes (LM, and CLIP tower + projector if any)."""
+    total = count_lm_parameters(config.lm)
+    mm, vision = config.mm, config.vision
+    if mm is not None and vision is not None:
+        total += count_vision_parameters(vision)
+        total += count_projector_parameters(mm.mm_hidden_size, config.lm.hidden_size, mm.mm_projector_type)
+    return total
+
+
+def prefill_buffer_bytes(lm: JambaConfig, chunk_tokens: int, dtype: str) -> int:
+    """The embedding buffer `engine.ChunkedPrefill` preallocates: [1, chunk_tokens, e] in the LM
+    dtype, whatever the length of the request."""
+    return chunk_tokens * lm.hidden_size * DTYPE_BYTES[dtype]
 
 
 def tokens_for_frames(num_frames: int, tokens_per_image: int, *, question_tokens: int = PROMPT_TEXT_TOKENS) -> int:
@@ -146,7 +166,11 @@ def estimate_memory(
     # copies and the embedding buffer itself.
     mixer = 5 if device == "cpu" and kernels_available() else 7
     per_token = mixer * lm.d_inner * 4 + 2 * lm.intermediate_size * size + 6 * lm.hidden_size * 4
-    chunk = min(chunk_tokens, num_tokens) * per_token + FIXED_ACTIVATION_BYTES + 2 * lm.vocab_size * 4
+    rows = min(chunk_tokens, num_tokens)  # positions one prefill chunk actually runs
+    # per_token counts the rows of the embedding buffer a chunk fills; the engine preallocates all
+    # chunk_tokens of them, so the rows a short request leaves empty count too.
+    unused_rows = prefill_buffer_bytes(lm, chunk_tokens, dtype) - prefill_buffer_bytes(lm, rows, dtype)
+    chunk = rows * per_token + unused_rows + FIXED_ACTIVATION_BYTES + 2 * lm.vocab_size * 4
     vision_bytes = pixels + max(0, clip_batch - chunk)  # the CLIP batch and the chunk take turns
     runtime = CPU_RUNTIME_BYTES if device == "cpu" else 0
     return MemoryEstimate(weights * size, kv, mamba_state, vision_bytes, chunk, runtime)
@@ -189,8 +213,13 @@ def check_fits(budget: int, lm: JambaConfig, vision: CLIPVisionConfig | None, *,
     if estimate.total <= budget:
         return
     fits = max_tokens_that_fit(budget, lm, vision, **kwargs)
+    advice = (
+        f"at most {fits} tokens fit: sample fewer frames (--frames), use a smaller --chunk-tokens or a smaller dtype"
+        if fits
+        else "not even an empty prompt fits: use a smaller --chunk-tokens, a smaller dtype or more memory"
+    )
     raise MemoryBudgetError(
         f"{num_tokens} tokens need {estimate.total / GiB:.1f} GiB (weights {estimate.weights / GiB:.1f}, "
-        f"KV cache {estimate.kv_cache / GiB:.1f}) but the budget is {budget / GiB:.1f} GiB; at most {fits} "
-        f"tokens fit: sample fewer frames (--frames) or use a smaller dtype"
+        f"KV cache {estimate.kv_cache / GiB:.1f}, prefill chunk {estimate.chunk / GiB:.1f}) but the budget is "
+        f"{budget / GiB:.1f} GiB; {advice}"
     )

@@ -5,17 +5,19 @@ from __future__ import annotations
 import pytest
 import torch
 
-from model.config import CLIPVisionConfig, JambaConfig
+from model.config import CLIPVisionConfig, JambaConfig, LongLLaVAConfig, ModelConfig
 from model.errors import MemoryBudgetError
 from model.jamba import JambaLM
 from model.memory import (
     GiB,
     check_fits,
     count_lm_parameters,
+    count_model_parameters,
     count_projector_parameters,
     count_vision_parameters,
     estimate_memory,
     max_tokens_that_fit,
+    prefill_buffer_bytes,
     recommend_chunk_tokens,
     tokens_for_frames,
 )
@@ -111,3 +113,63 @@ def test_clip_batch_and_prefill_chunk_take_turns():
         extra = eight.total - one.total
         assert (extra > 7 * pixels_per_image) == clip_shows and extra >= 7 * pixels_per_image
         assert eight.total == sum(v for k, v in eight.as_dict().items() if k != "total")
+
+
+@pytest.mark.parametrize("projector_type", ["linear", "mlp2x_gelu", "mlp3x_gelu"])
+def test_projector_count_follows_its_type(projector_type):
+    with torch.device("meta"):
+        projector = build_projector(projector_type, 24, 32)
+    assert count_projector_parameters(24, 32, projector_type) == sum(p.numel() for p in projector.parameters())
+
+
+def test_model_count_adds_the_parts():
+    vision = CLIPVisionConfig()
+    config = ModelConfig(lm=LONGLLAVA_9B, mm=LongLLaVAConfig(), vision=vision, vision_source="assumed")
+    parts = count_lm_parameters(LONGLLAVA_9B) + count_vision_parameters(vision) + count_projector_parameters(1024, 4096)
+    assert count_model_parameters(config) == parts
+    assert count_model_parameters(ModelConfig(lm=LONGLLAVA_9B)) == count_lm_parameters(LONGLLAVA_9B)
+
+
+def test_the_prefill_buffer_counts_at_its_full_size():
+    """The engine preallocates all chunk_tokens rows, whatever the request's length: a chunk larger
+    than the request costs its whole buffer, and a huge one fails the check."""
+    common = dict(dtype="bfloat16", num_tokens=1000, mm_hidden_size=1024)
+    fitted = estimate_memory(LONGLLAVA_9B, CLIPVisionConfig(), chunk_tokens=1000, **common)
+    huge = estimate_memory(LONGLLAVA_9B, CLIPVisionConfig(), chunk_tokens=1_000_000, **common)
+    assert huge.chunk - fitted.chunk == (1_000_000 - 1000) * 4096 * 2
+    assert huge.total - fitted.total == huge.chunk - fitted.chunk
+    with pytest.raises(
+        MemoryBudgetError, match=r"prefill chunk 8\.0\) .* empty prompt fits: use a smaller --chunk-tokens"
+    ):
+        check_fits(24 * GiB, LONGLLAVA_9B, CLIPVisionConfig(), chunk_tokens=1_000_000, **common)
+
+
+def test_the_engine_allocates_the_buffer_the_model_counts(tmp_path):
+    from model import load_model
+    from model.engine import ChunkedPrefill
+    from model.testing import write_tiny_longllava
+
+    model = load_model(write_tiny_longllava(tmp_path / "tiny", shards=1), dtype="bfloat16")
+    for chunk_tokens in (7, 5000):
+        prefill = ChunkedPrefill(model.lm, model.lm.new_cache(capacity=16), chunk_tokens)
+        assert prefill.buffer.nbytes == prefill_buffer_bytes(model.config.lm, chunk_tokens, "bfloat16")
+
+
+def test_a_huge_chunk_is_refused_before_the_engine_allocates_it(tmp_path):
+    """2^40 rows of 32 float32 would be 128 TiB: were the buffer not in the check, torch's
+    allocator would fail (or the machine would swap) instead of this MemoryBudgetError."""
+    from PIL import Image
+
+    from model import load_model
+    from model.api import RunOptions, ask
+    from model.engine import GenerationOptions
+    from model.testing import write_tiny_longllava
+
+    model = load_model(write_tiny_longllava(tmp_path / "tiny", shards=1))
+    Image.new("RGB", (32, 24), "red").save(tmp_path / "red.png")
+    run = RunOptions(chunk_tokens=2**40, memory_budget=64 * GiB)
+    with pytest.raises(MemoryBudgetError, match=r"prefill chunk 131072\.\d\) but the budget is 64\.0 GiB"):
+        ask(model, [tmp_path / "red.png"], "What?", generation=GenerationOptions(max_new_tokens=2), run=run)
+    fine = ask(model, [tmp_path / "red.png"], "What?", generation=GenerationOptions(max_new_tokens=2),
+               run=RunOptions(chunk_tokens=64, memory_budget=64 * GiB))  # fmt: skip
+    assert fine.num_prompt_tokens > 0
