@@ -22,6 +22,7 @@ from typing import Any
 from tokenizers import Tokenizer as HFTokenizer
 
 from model.errors import CheckpointError
+from model.loading import JSON_LIMIT, checkpoint_file
 
 TOKENIZER_FILE = "tokenizer.json"
 # Files that may name the special tokens, most authoritative first.
@@ -85,12 +86,13 @@ def load_tokenizer(directory: str | Path) -> Tokenizer:
     `tokenizer_config.json` / `special_tokens_map.json` when they name them, else from the
     Jamba token texts in the vocabulary, else Jamba's ids (bos 1, eos 2, pad 0, unk 3)."""
     directory = Path(directory)
-    path = directory / TOKENIZER_FILE
-    if not path.is_file():
-        raise CheckpointError(
-            f"{directory}: no {TOKENIZER_FILE}; copy it from the model's Hugging Face repository "
-            f"(LongLLaVA-9B ships one) into the checkpoint directory"
-        )
+    missing = (
+        f"{directory}: no {TOKENIZER_FILE}; copy it from the model's Hugging Face repository "
+        f"(LongLLaVA-9B ships one) into the checkpoint directory"
+    )
+    path = checkpoint_file(directory, TOKENIZER_FILE, missing=missing)  # inside the folder, a plain file
+    if path.stat().st_size > JSON_LIMIT:
+        raise CheckpointError(f"{path}: over {JSON_LIMIT // 2**20} MiB, not a tokenizer file; re-download it")
     try:
         tokenizer = HFTokenizer.from_file(str(path))
     except Exception as e:  # the Rust library raises a bare Exception on a malformed file
@@ -115,13 +117,17 @@ def _read_declared_tokens(directory: Path) -> dict[str, str]:
     """{"bos_token": "<|startoftext|>", ...} from the first file that names each role."""
     declared: dict[str, str] = {}
     for name in _SPECIAL_TOKEN_FILES:
-        path = directory / name
-        if not path.is_file():
+        if not (directory / name).exists():
             continue
+        path = checkpoint_file(directory, name, missing=f"{directory / name}: missing")
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as e:
-            raise CheckpointError(f"{path}: not valid JSON ({e}); fix or delete the file") from e
+            with open(path, "rb") as f:
+                data = json.loads(f.read(JSON_LIMIT + 1).decode("utf-8"))
+        except (OSError, ValueError, RecursionError) as e:
+            detail = " ".join(str(e).split())[:200]
+            raise CheckpointError(f"{path}: not valid JSON ({detail}); fix or delete the file") from e
+        if not isinstance(data, dict):
+            raise CheckpointError(f"{path}: not a JSON object; fix or delete the file")
         for key, _, _ in _DEFAULT_SPECIALS.values():
             text = _token_text(data.get(key))
             if text is not None:

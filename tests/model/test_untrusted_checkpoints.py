@@ -233,3 +233,23 @@ def test_open_checkpoint_reads_headers_not_data(original):
     checkpoint = open_checkpoint(original)
     assert checkpoint.has_weights and checkpoint.shapes[KEY] == (32,)
     assert set(checkpoint.shapes) == set(checkpoint.weight_map)
+
+
+def test_tokenizer_files_stay_inside_the_folder(tmp_path):
+    """tokenizer.json and the special-token files obey the same rule as the weights."""
+    from model.tokenizer import load_tokenizer
+
+    root = write_tiny_longllava(tmp_path / "tiny")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        if not (root / name).exists():
+            continue
+        (elsewhere / name).write_bytes((root / name).read_bytes())
+        (root / name).unlink()
+        (root / name).symlink_to(elsewhere / name)
+        with pytest.raises(CheckpointError, match=f"{name}: leads out of the checkpoint folder"):
+            load_tokenizer(root)
+        (root / name).unlink()
+        (root / name).write_bytes((elsewhere / name).read_bytes())
+    load_tokenizer(root)  # back inside: loads
