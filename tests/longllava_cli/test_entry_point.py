@@ -14,8 +14,8 @@ import pytest
 from PIL import Image
 
 from longllava_cli.contact_sheet import sheet_size
-from model.demo import DEMO_MODEL_DIR
 from longllava_cli.errors import EXIT_INTERRUPTED, EXIT_PARTIAL
+from model.demo import DEMO_MODEL_DIR
 
 
 def test_frames_json(run_cli, video):

@@ -27,7 +27,7 @@ def one_line(result) -> str:
         (["caption", "-", "-o", "out.jsonl"], "", "stdin held none"),
         (["ask", "{video}", ""], None, "question is empty"),
         (["ask", "{video}", "-q", "ok", "-q", "  "], None, "question is empty"),
-        (["ask", "{video}", "q", "--device", "cuda"], None, "no CUDA device is available here; devices here: auto, cpu"),
+        (["ask", "{video}", "q", "--device", "cuda"], None, "no CUDA device is available here; devices here: auto"),
         (["ask", "{video}", "q", "--device", "cuda:3"], None, "devices here: auto, cpu"),
         (["ask", "{video}", "q", "--device", "xpu"], None, "xpu devices are not supported"),
         (["ask", "{video}", "q", "--device", "mps"], None, "mps devices are not supported"),
