@@ -245,7 +245,7 @@ def ask(
     capacity = request.num_tokens(generation.max_new_tokens)
     model.check_context(capacity)
     if run.memory_budget is not None:
-        check_request_fits(model, capacity, run)
+        check_request_fits(model, capacity, run, num_questions=len(request.questions))
     shared = prefill_shared(model, request, run, capacity=capacity, on_progress=on_progress)
     prefill_seconds = shared.prefill.seconds
 
@@ -289,9 +289,9 @@ def ask(
     )
 
 
-def check_request_fits(model: LongLLaVA, num_tokens: int, run: RunOptions) -> None:
+def check_request_fits(model: LongLLaVA, num_tokens: int, run: RunOptions, *, num_questions: int = 1) -> None:
     """MemoryBudgetError, before any heavy work, when the memory model says the request will not
-    fit `run.memory_budget` bytes."""
+    fit `run.memory_budget` bytes (with several questions, a fork of the state is alive too)."""
     config = model.config
     check_fits(
         run.memory_budget,
@@ -304,6 +304,7 @@ def check_request_fits(model: LongLLaVA, num_tokens: int, run: RunOptions) -> No
         frames_ahead=run.frames_ahead,
         mm_hidden_size=config.mm.mm_hidden_size if config.mm is not None else None,
         device=model.device.type,
+        num_states=1 if num_questions == 1 else 2,
     )
 
 

@@ -140,8 +140,13 @@ def estimate_memory(
     frames_ahead: int = 16,
     mm_hidden_size: int | None = None,
     device: str = "cuda",
+    num_states: int = 1,
 ) -> MemoryEstimate:
-    """Predicted peak bytes of one request of `num_tokens` LM positions (prompt + answer)."""
+    """Predicted peak bytes of one request of `num_tokens` LM positions (prompt + answer).
+
+    num_states: copies of the LM's state alive at once. Several questions about the same inputs
+    answer each but the last from a fork of the shared prefill (`api.ask`), so 2 are alive while
+    one is answered: the KV cache, the Mamba state and the prefill buffer count twice."""
     size = DTYPE_BYTES[dtype]
     weights = count_lm_parameters(lm)
     pixels = clip_batch = 0
@@ -158,7 +163,8 @@ def estimate_memory(
         clip_batch = vision_batch_size * per_image
     num_mamba = lm.layer_types.count("mamba")
     mamba_state = num_mamba * lm.d_inner * (lm.mamba_d_state + lm.mamba_d_conv - 1) * 4
-    kv = num_tokens * lm.kv_elements_per_token * size
+    kv = num_tokens * lm.kv_elements_per_token * size * num_states
+    mamba_state *= num_states
     # Per chunk position: the mixer's float32 intermediates alive at once: in_proj's [2 d_inner]
     # output, the conv output, Δ and y, plus on the PyTorch path the conv's padded copy, the scan's
     # time-major copies and silu(z) (~7 × d_inner; ~5 where the compiled CPU kernels fuse them,
@@ -170,7 +176,8 @@ def estimate_memory(
     # per_token counts the rows of the embedding buffer a chunk fills; the engine preallocates all
     # chunk_tokens of them, so the rows a short request leaves empty count too.
     unused_rows = prefill_buffer_bytes(lm, chunk_tokens, dtype) - prefill_buffer_bytes(lm, rows, dtype)
-    chunk = rows * per_token + unused_rows + FIXED_ACTIVATION_BYTES + 2 * lm.vocab_size * 4
+    forks = (num_states - 1) * prefill_buffer_bytes(lm, chunk_tokens, dtype)  # each fork copies the buffer
+    chunk = rows * per_token + unused_rows + forks + FIXED_ACTIVATION_BYTES + 2 * lm.vocab_size * 4
     vision_bytes = pixels + max(0, clip_batch - chunk)  # the CLIP batch and the chunk take turns
     runtime = CPU_RUNTIME_BYTES if device == "cpu" else 0
     return MemoryEstimate(weights * size, kv, mamba_state, vision_bytes, chunk, runtime)
