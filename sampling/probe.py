@@ -185,23 +185,25 @@ def _keep_decodable(info: VideoInfo, shown: str) -> VideoInfo:
 def _count_decodable(container: av.container.InputContainer, info: VideoInfo) -> int:
     """Length of the run of frames from the first that decode: the last GOP is decoded; only if
     none of it comes out, a bisection over GOPs finds the last one that yields frames."""
+    stream = threaded_video_stream(container)
     starts = info.keyframes if len(info.keyframes) and info.keyframes[0] == 0 else np.r_[0, info.keyframes]
     last = len(starts) - 1
-    count = _count_decoded_gop(container, info, starts, last)
+    count = _count_decoded_gop(container, stream, info, starts, last)
     if count:
         return int(starts[last]) + count
     good, bad = 0, last  # GOP 0 yields frames: the probe decoded the first one
     while bad - good > 1:
         middle = (good + bad) // 2
-        good, bad = (middle, bad) if _count_decoded_gop(container, info, starts, middle) else (good, middle)
-    return int(starts[good]) + _count_decoded_gop(container, info, starts, good)
+        good, bad = (middle, bad) if _count_decoded_gop(container, stream, info, starts, middle) else (good, middle)
+    return int(starts[good]) + _count_decoded_gop(container, stream, info, starts, good)
 
 
-def _count_decoded_gop(container: av.container.InputContainer, info: VideoInfo, starts: np.ndarray, g: int) -> int:
+def _count_decoded_gop(
+    container: av.container.InputContainer, stream: av.VideoStream, info: VideoInfo, starts: np.ndarray, g: int
+) -> int:
     """How many frames of GOP `g` decode in a row from its keyframe (frames up to the next one)."""
     first = int(starts[g])
     end = int(starts[g + 1]) if g + 1 < len(starts) else info.num_frames
-    stream = threaded_video_stream(container)
     container.seek(int(info.pts[first]), stream=stream, backward=True, any_frame=False)
     expected = first
     for frame in decode_video(container, stream):

@@ -91,8 +91,8 @@ def describe_unusable(path: Path) -> str:
                     return f"audio only, no video stream (format {container.format.name}); give a video or an image"
                 if set(container.format.name.split(",")) & VIDEO_FORMATS:
                     return (
-                        f"has no video stream (format {container.format.name}): no frames were ever written, "
-                        "as when a recording stops before its first frame"
+                        f"has no video stream (format {container.format.name}): no frame was ever written, "
+                        "as when a recording stops before its first frame; record or export it again"
                     )
     except AV_ERRORS:
         if head[4:8] in _ISO_BOXES:
