@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +67,34 @@ def test_huge_image_is_fitted_to_the_tile_cap_before_decoding(huge_png: Path, mo
     with pytest.warns(SamplingNotice, match=r"20000×20000 scaled to 3360×3360 for 10×10 = 100 tiles"):
         (plan,) = plan_inputs(huge_png, SamplingOptions(tiles=True))  # natively 60×60 = 3600 tiles
     assert plan.grid == (10, 10) and plan.num_images == 101
+
+
+def test_notices_say_what_the_plan_leaves_out(tmp_path: Path, cfr_video: Path) -> None:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(7):
+        Image.new("RGB", (8, 8)).save(folder / f"{i}.png")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sequence, video = plan_inputs([folder, cfr_video], SamplingOptions(num_frames=3, fps=10.0, max_frames=5))
+    assert sequence.notices == ("5 of 7 images used, spread evenly (the frame limit is 5)",)
+    assert video.notices == ("10 frames per second would take 24 frames; capped at 5 (the frame limit), spread evenly",)
+    assert [(w.category, str(w.message)) for w in caught] == [
+        (SamplingNotice, f"{folder}: {sequence.notices[0]}"),
+        (SamplingNotice, f"{cfr_video}: {video.notices[0]}"),
+    ]
+    assert all(w.filename == __file__ for w in caught)  # attributed to the caller of plan_inputs
+
+
+def test_no_notice_when_nothing_is_left_out(tmp_path: Path, cfr_video: Path) -> None:
+    (folder := tmp_path / "few").mkdir()
+    Image.new("RGB", (8, 8)).save(folder / "a.png")
+    Image.new("RGB", (500, 400)).save(big := tmp_path / "big.png")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning fails the test
+        plans = plan_inputs([folder, cfr_video, big], SamplingOptions(num_frames=100, tiles=True))
+    assert [p.notices for p in plans] == [(), (), ()]
+    assert plans[2].grid == (2, 2) and plans[2].scaled_size is None  # within max_tiles: native resolution
 
 
 def test_missing_path_and_non_media(tmp_path: Path) -> None:
