@@ -25,7 +25,6 @@ import os
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Literal
 
 import av
 import numpy as np
@@ -33,60 +32,10 @@ import numpy as np
 from sampling.errors import InputError, display_path
 from sampling.pyav_io import AV_ERRORS, decode_video, open_input, threaded_video_stream
 from sampling.sniff import VIDEO_FORMATS, animated_format, describe_unusable, detect_media_kind, is_video_container
+from sampling.video_info import VideoInfo
+from sampling.video_pillow import probe_animation
 
 __all__ = ["VideoInfo", "detect_media_kind", "probe_video"]
-
-VideoKind = Literal["video", "animation"]
-
-
-@dataclass(frozen=True, eq=False)
-class VideoInfo:
-    """The decodable frames of a video's first video stream, in presentation order.
-
-    `timestamps` float64 [num_frames] (seconds from the first frame), `pts` int64 [num_frames]
-    (stream time base, what decoders stamp on frames), `keyframes` int64 sorted frame indices
-    (where decoding may start). `width` x `height` is the picture as shown, after `rotation`
-    (degrees counter-clockwise, 0/90/180/270) is applied. `claimed_frames` / `claimed_duration`:
-    what the container header says (0 / None if absent). kind: "video" (decoded by FFmpeg) or
-    "animation" (an animated picture decoded by Pillow: pts in milliseconds, one keyframe, the
-    first frame, since each frame is drawn over the previous one). damage: one line (no path)
-    saying which part of a damaged file is left out, None for a sound file. end_time: seconds
-    from the first frame to the end of the last, where the file says (animations).
-    """
-
-    path: Path
-    num_frames: int
-    width: int
-    height: int
-    rotation: int
-    time_base: Fraction
-    timestamps: np.ndarray
-    pts: np.ndarray
-    keyframes: np.ndarray
-    claimed_frames: int
-    format_name: str
-    codec_name: str
-    kind: VideoKind = "video"
-    claimed_duration: float | None = None
-    damage: str | None = None
-    end_time: float | None = None
-
-    @property
-    def duration(self) -> float:
-        """Seconds from the first frame to the end of the last one."""
-        return self.end_time if self.end_time is not None else float(self.timestamps[-1]) + 1.0 / self.fps
-
-    @property
-    def fps(self) -> float:
-        """Average frame rate over the frames present (25.0 for a single frame: any is right)."""
-        span = float(self.timestamps[-1])
-        return (self.num_frames - 1) / span if self.num_frames > 1 and span > 0 else 25.0
-
-    @property
-    def is_variable_rate(self) -> bool:
-        """True when frame durations differ by more than 10 % (index/fps is then not a time)."""
-        steps = np.diff(self.timestamps)
-        return len(steps) > 1 and float(steps.max() - steps.min()) > 0.1 * float(np.median(steps))
 
 
 @dataclass(frozen=True)
@@ -100,8 +49,6 @@ def probe_video(path: Path) -> VideoInfo:
     """Count and time the frames of `path`'s first video stream (or of an animated picture). Raises
     InputError for anything that is not a decodable video with at least one frame."""
     if animated_format(path) is not None:
-        from sampling.video_pillow import probe_animation  # Pillow's side; imports this module
-
         return probe_animation(path)
     shown = display_path(path)
     try:

@@ -20,7 +20,7 @@ from sampling.animation import AnimationFormatError, read_animation_timing
 from sampling.errors import BackendError, InputError, display_path
 from sampling.gop import DecodeStats
 from sampling.images import to_rgb
-from sampling.probe import VideoInfo
+from sampling.video_info import VideoInfo
 
 _PILLOW_ERRORS = (OSError, ValueError, EOFError, SyntaxError, Image.DecompressionBombError)
 
