@@ -28,6 +28,7 @@ from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from sampling import InputPlan, SamplingOptions
 from sampling.errors import display_path
+from sampling.frames import load_tiled_picture
 from sampling.images import load_image
 from sampling.readers import read_video_frames
 
@@ -131,7 +132,7 @@ def iter_pictures(plans: Sequence[InputPlan], options: SamplingOptions) -> Itera
                 yield Image.fromarray(rgb), format_timestamp(times[index] or 0.0)
         elif plan.kind == "tiled":
             assert plan.grid is not None
-            image = _draw_grid(load_image(plan.source), options.tile_side)
+            image = _draw_grid(load_tiled_picture(plan), options.tile_side)
             yield image, f"{plan.source.name} {plan.grid[0]}x{plan.grid[1]} tiles"
         else:
             for frame in plan.frames:

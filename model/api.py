@@ -75,7 +75,8 @@ class FrameInfo:
 
 @dataclass(frozen=True)
 class InputInfo:
-    """One prompt item: what was sampled from it and what it cost in LM positions."""
+    """One prompt item: what was sampled from it and what it cost in LM positions. notices: the
+    plan's one-line notes (no path) on what it left out or changed (`sampling.InputPlan.notices`)."""
 
     path: str
     kind: str
@@ -84,6 +85,7 @@ class InputInfo:
     frames: tuple[FrameInfo, ...]
     grid: tuple[int, int] | None = None
     skipped: tuple[tuple[str, str], ...] = ()
+    notices: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -382,6 +384,7 @@ def _describe_inputs(
                 frames=tuple(own),
                 grid=plan.grid,
                 skipped=tuple((str(s.path), s.reason) for s in plan.skipped),
+                notices=plan.notices,
             )
         )
     return tuple(infos)

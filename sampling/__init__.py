@@ -8,11 +8,13 @@
         frame.pixels                                        # float32 [3, 336, 336]
 
 `plan_inputs` → list of `InputPlan` (kind "image" / "tiled" / "video" / "sequence", frames with
-index and timestamp, tile `grid`, `skipped` files of a folder). `iter_frames` → `SampledFrame`s,
-exactly `plan.num_images` per plan. Bad media raises `InputError` with a one-line message.
+index and timestamp, tile `grid`, `skipped` files of a folder, `notices`). `iter_frames` →
+`SampledFrame`s, exactly `plan.num_images` per plan. Bad media raises `InputError` with a one-line
+message; what a plan leaves out is issued as warnings (`SamplingNotice`, and `DamagedMediaWarning`
+for media used only as far as it decodes). Animated GIF, WebP and PNG are videos.
 """
 
-from sampling.errors import InputError
+from sampling.errors import DamagedMediaWarning, InputError, SamplingNotice
 from sampling.frames import SampledFrame, iter_frames
 from sampling.gop import DecodeStats
 from sampling.options import MAX_FRAMES, SamplingOptions
@@ -25,11 +27,13 @@ __all__ = [
     "CLIP_STD",
     "MAX_FRAMES",
     "PAD_COLOR",
+    "DamagedMediaWarning",
     "DecodeStats",
     "InputError",
     "InputPlan",
     "PlannedFrame",
     "SampledFrame",
+    "SamplingNotice",
     "SamplingOptions",
     "SkippedInput",
     "VideoInfo",

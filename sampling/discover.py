@@ -27,20 +27,26 @@ def natural_key(relative: Path) -> tuple[tuple[str | int, ...], ...]:
 
 
 def list_folder_files(folder: Path, *, recursive: bool = False) -> list[Path]:
-    """Regular, non-hidden files of `folder` (and its subfolders if `recursive`), naturally sorted."""
+    """Regular, non-hidden files of `folder` (and its subfolders if `recursive`), naturally sorted.
+
+    Symbolic links to files count as files; links to folders are never followed, so a link loop
+    cannot trap the walk. The walk keeps its own stack (os.walk recurses once per level and a
+    folder 1000 levels deep would overflow Python's stack)."""
     found: list[Path] = []
+    pending = [folder]
     try:
-        if recursive:
-            for root, dirs, files in os.walk(folder, onerror=_raise):
-                dirs[:] = [d for d in dirs if not d.startswith(".")]
-                found.extend(Path(root, name) for name in files if not name.startswith("."))
-        else:
-            with os.scandir(folder) as entries:
-                found = [Path(e.path) for e in entries if e.is_file() and not e.name.startswith(".")]
+        while pending:
+            current = pending.pop()
+            with os.scandir(current) as entries:
+                for entry in entries:
+                    if entry.name.startswith("."):
+                        continue
+                    if entry.is_dir(follow_symlinks=False):
+                        if recursive:
+                            pending.append(Path(entry.path))
+                    elif entry.is_file():
+                        found.append(Path(entry.path))
     except OSError as e:
-        raise InputError(f"{display_path(folder)}: cannot list the folder ({e.strerror or e})") from e
-    return sorted((p for p in found if p.is_file()), key=lambda p: natural_key(p.relative_to(folder)))
-
-
-def _raise(error: OSError) -> None:
-    raise error
+        where = Path(e.filename) if isinstance(e.filename, (str, os.PathLike)) and e.filename else folder
+        raise InputError(f"{display_path(where)}: cannot list the folder ({e.strerror or e})") from e
+    return sorted(found, key=lambda p: natural_key(p.relative_to(folder)))

@@ -4,6 +4,10 @@
 wrong with it and what to do, chained (`raise ... from e`) to the library error behind it.
 `BackendError` never leaves the package: a reader raises it to say "not this file, try the next
 backend", and `readers.read_video_frames` turns an exhausted fallback chain into an `InputError`.
+
+Warnings say what a plan leaves out or changes, one line each, naming the file: `SamplingNotice`
+for what the options imply (128 of 300 images taken, a rate capped, a picture scaled to fit its
+tiles), `DamagedMediaWarning` for media used only in part because the rest does not decode.
 """
 
 from __future__ import annotations
@@ -14,6 +18,14 @@ from pathlib import Path
 
 class InputError(Exception):
     """A path given to sampling is missing, unreadable, not media, or asks for the impossible."""
+
+
+class SamplingNotice(UserWarning):
+    """Informational: the plan takes less than the input holds, or changes it, as the options ask."""
+
+
+class DamagedMediaWarning(SamplingNotice):
+    """A damaged or truncated file is used as far as it decodes."""
 
 
 class BackendError(Exception):

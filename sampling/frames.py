@@ -75,16 +75,20 @@ def _iter_video(
 ) -> Iterator[SampledFrame]:
     assert plan.video is not None, "a video plan carries its VideoInfo"
     times = {f.index: f.timestamp for f in plan.frames}
-    decoded = read_video_frames(
-        plan.video, list(times), backend=options.backend, batch_size=batch_size, stats=stats
-    )
+    decoded = read_video_frames(plan.video, list(times), backend=options.backend, batch_size=batch_size, stats=stats)
     for index, rgb in decoded:
         pixels = preprocess_image(Image.fromarray(rgb), options.image_size)
         yield SampledFrame(plan.source, "frame", index, times[index], None, pixels)
 
 
+def load_tiled_picture(plan: InputPlan) -> Image.Image:
+    """The picture a "tiled" plan cuts its tiles from: native resolution, or `plan.scaled_size`
+    when scaled to fit `max_tiles` (a JPEG then decoded at a reduced DCT scale where it can)."""
+    return load_image(plan.source, fit=plan.scaled_size)
+
+
 def _iter_tiled(plan: InputPlan, options: SamplingOptions) -> Iterator[SampledFrame]:
-    image = load_image(plan.source)  # tiles are cut at native resolution: no reduced decode
+    image = load_tiled_picture(plan)
     yield SampledFrame(plan.source, "image", None, None, None, preprocess_image(image, options.image_size))
     for row, col, tile in iter_tiles(image, options.tile_side):
         yield SampledFrame(plan.source, "tile", None, None, (row, col), preprocess_image(tile, options.image_size))

@@ -7,7 +7,8 @@ samples scaled rather than clipped (Pillow's own `I;16 -> L` clips at 255), CMYK
 
 Pillow's decompression-bomb limit (`PIL.Image.MAX_IMAGE_PIXELS`) is the user's safety setting and
 is honoured; over it, the message says how to lift it. A huge JPEG is decoded through its DCT
-scaling (`draft`), so a 20000×20000 scan costs ~1/64 of its full size in memory.
+scaling (`draft`), so a 20000×20000 scan costs ~1/64 of its full size in memory; a picture scaled
+to fit its tiles is decoded at the smallest scale that covers the target.
 """
 
 from __future__ import annotations
@@ -32,20 +33,27 @@ def read_image_size(path: Path) -> tuple[int, int]:
     return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
 
 
-def load_image(path: Path, *, min_side: int | None = None) -> Image.Image:
+def load_image(path: Path, *, min_side: int | None = None, fit: tuple[int, int] | None = None) -> Image.Image:
     """Decode `path` as an upright RGB image.
 
     min_side: when set and the image is huge, allow decoding JPEGs at a reduced scale whose
     sides stay >= min_side (exact-size decoding otherwise, so small images match upstream bit for
-    bit).
+    bit). fit: (width, height) as shown to scale the picture to (bicubic); a JPEG is first decoded
+    at the smallest DCT scale that still covers it, so an 8000×6000 photo tiled at 3696×2772 is
+    decoded at 4000×3000.
     """
     with _open(path) as image:
         try:
-            if min_side and image.width * image.height > DRAFT_ABOVE_PIXELS:
+            if fit is not None:
+                transposed = image.getexif().get(0x0112, 1) in (5, 6, 7, 8)
+                image.draft("RGB", fit[::-1] if transposed else fit)
+            elif min_side and image.width * image.height > DRAFT_ABOVE_PIXELS:
                 image.draft("RGB", (min_side, min_side))
             image.seek(0)  # animated GIF / multi-page TIFF: the first frame
-            upright = ImageOps.exif_transpose(image)
-            return to_rgb(upright)
+            upright = to_rgb(ImageOps.exif_transpose(image))
+            if fit is not None and upright.size != fit:
+                upright = upright.resize(fit, Image.Resampling.BICUBIC, reducing_gap=3.0)
+            return upright
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
             raise InputError(f"{display_path(path)}: the image is damaged or truncated ({e}); re-save it") from e
 
@@ -83,8 +91,7 @@ def _open(path: Path) -> Image.Image:
         return Image.open(path)
     except Image.DecompressionBombError as e:
         raise InputError(
-            f"{shown}: {str(e).rstrip('.')}; if the file is trusted, raise PIL.Image.MAX_IMAGE_PIXELS "
-            "or set it to None"
+            f"{shown}: {str(e).rstrip('.')}; if the file is trusted, raise PIL.Image.MAX_IMAGE_PIXELS or set it to None"
         ) from e
     except UnidentifiedImageError as e:
         raise InputError(f"{shown}: not an image Pillow can read; give a JPEG, PNG, WebP, GIF, BMP or TIFF") from e

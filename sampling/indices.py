@@ -3,14 +3,33 @@
 Everything here works on the frames a probe actually found (`VideoInfo.timestamps`, one per
 decodable frame in presentation order), never on the container's claimed frame count or
 duration, so a plan cannot ask for a frame that does not exist. Variable frame rate is handled
-by working on the real timestamps rather than on `index / fps`.
+by working on the real timestamps rather than on `index / fps`: both modes are even in time
+(`--frames` takes the frames nearest to evenly spaced instants, `--fps` the frame on screen at
+each tick), so a phone video whose first third is dense is not sampled mostly from that third.
 
 Glossary: n = frames available, k = frames wanted, t = timestamps in seconds (sorted, t[0] = 0).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+
+# Fractional positions this close to a half are rounded up, as `spread_evenly`'s floor(x + 0.5):
+# a constant-rate timeline then gives exactly the frames index spreading gives, float noise aside.
+_HALF_TIE = 1e-9
+
+
+@dataclass(frozen=True)
+class FrameSelection:
+    """The frames a plan takes. indices: int64 [k], sorted, distinct. num_in_window: frames between
+    start and end. num_at_rate: frames the `fps` rate alone would take (before `max_frames`
+    thins them), None in uniform mode."""
+
+    indices: np.ndarray
+    num_in_window: int
+    num_at_rate: int | None = None
 
 
 def spread_evenly(num_available: int, num_wanted: int) -> np.ndarray:
@@ -20,10 +39,37 @@ def spread_evenly(num_available: int, num_wanted: int) -> np.ndarray:
     so rounding never merges two positions. Returns int64 [min(k, n)].
     """
     count = min(num_wanted, num_available)
-    if count <= 0:
-        return np.zeros(0, dtype=np.int64)
+    if count <= 1:
+        return np.zeros(max(count, 0), dtype=np.int64)
     # floor(x + 0.5) rather than np.round: half-to-even would make the spacing depend on parity.
-    return np.floor(np.linspace(0, num_available - 1, count) + 0.5).astype(np.int64)
+    # In integers, x = j·(n-1)/(k-1): exact, so a position on a half is never float noise away.
+    j = np.arange(count, dtype=np.int64)
+    return (2 * j * (num_available - 1) + (count - 1)) // (2 * (count - 1))
+
+
+def spread_evenly_in_time(timestamps: np.ndarray, num_wanted: int) -> np.ndarray:
+    """`min(k, n)` distinct positions of `timestamps`, first and last included, whose times are
+    the nearest to k instants spaced evenly from the first frame to the last.
+
+    timestamps: float [n], increasing. Each instant takes its nearest frame (the interpolated
+    position rounded); where the frames are sparser than the instants, two instants can share a
+    frame, and later ones move to the following frames (never past the ones the last instants
+    need), so the count stays exact. On a constant-rate timeline this equals `spread_evenly`.
+    Returns int64 [min(k, n)].
+    """
+    n = len(timestamps)
+    count = min(num_wanted, n)
+    if count <= 1:
+        return np.zeros(count, dtype=np.int64)
+    instants = np.linspace(timestamps[0], timestamps[-1], count)
+    positions = np.interp(instants, timestamps, np.arange(n, dtype=np.float64))
+    nearest = np.floor(positions + 0.5 + _HALF_TIE).astype(np.int64)
+    nearest[0], nearest[-1] = 0, n - 1
+    # Distinct and sorted: with slack[j] = index[j] - j, index[j] > index[j - 1] is slack[j] >=
+    # slack[j - 1] (a running maximum), and room for the frames after j is slack[j] <= n - count.
+    offsets = np.arange(count, dtype=np.int64)
+    slack = np.minimum(np.maximum.accumulate(nearest - offsets), n - count)
+    return slack + offsets
 
 
 def select_window(timestamps: np.ndarray, start: float | None, end: float | None) -> tuple[int, int]:
@@ -45,6 +91,39 @@ def select_window(timestamps: np.ndarray, start: float | None, end: float | None
     return lo, hi
 
 
+def select_frames(
+    timestamps: np.ndarray,
+    *,
+    num_frames: int,
+    fps: float | None = None,
+    max_frames: int | None = None,
+    start: float | None = None,
+    end: float | None = None,
+) -> FrameSelection:
+    """The frames to decode, with what the window and the rate held before the caps.
+
+    timestamps: float [n] presentation times in seconds, increasing.
+    Uniform mode (`fps` None): `min(num_frames, max_frames)` frames spread evenly in time over the
+    window (`spread_evenly_in_time`). Rate mode: the frame on screen at every multiple of `1/fps`
+    from the window's first frame, thinned evenly to `max_frames`.
+    """
+    lo, hi = select_window(timestamps, start, end)
+    cap = max_frames if max_frames is not None else num_frames
+    window = timestamps[lo:hi]
+    if fps is None:
+        return FrameSelection(lo + spread_evenly_in_time(window, min(num_frames, cap)), hi - lo)
+    if len(window) == 0:
+        return FrameSelection(np.zeros(0, dtype=np.int64), 0, 0)
+    num_ticks = int(np.floor((window[-1] - window[0]) * fps + 1e-9)) + 1
+    if num_ticks > 16 * len(window):  # far above the video's rate: every frame, without a huge tick array
+        picked = np.arange(len(window), dtype=np.int64)
+    else:
+        ticks = window[0] + np.arange(num_ticks) / fps
+        # The frame on screen at tick t is the last one whose timestamp is <= t.
+        picked = np.unique(np.searchsorted(window, ticks + 1e-9, side="right") - 1)
+    return FrameSelection(lo + picked[spread_evenly(len(picked), cap)], hi - lo, len(picked))
+
+
 def select_frame_indices(
     timestamps: np.ndarray,
     *,
@@ -54,25 +133,7 @@ def select_frame_indices(
     start: float | None = None,
     end: float | None = None,
 ) -> np.ndarray:
-    """Indices of the frames to decode, sorted and distinct, all in `0..len(timestamps)-1`.
-
-    timestamps: float [n] presentation times in seconds, non-decreasing.
-    Uniform mode (`fps` None): `min(num_frames, max_frames)` frames spread evenly over the window.
-    Rate mode: the frame on screen at every multiple of `1/fps` from the window's first frame,
-    thinned evenly to `max_frames`. Returns int64 [k].
-    """
-    lo, hi = select_window(timestamps, start, end)
-    cap = max_frames if max_frames is not None else num_frames
-    if fps is None:
-        return lo + spread_evenly(hi - lo, min(num_frames, cap))
-    window = timestamps[lo:hi]
-    if len(window) == 0:
-        return np.zeros(0, dtype=np.int64)
-    num_ticks = int(np.floor((window[-1] - window[0]) * fps + 1e-9)) + 1
-    if num_ticks > 16 * len(window):  # far above the video's rate: every frame, without a huge tick array
-        picked = np.arange(len(window), dtype=np.int64)
-    else:
-        ticks = window[0] + np.arange(num_ticks) / fps
-        # The frame on screen at tick t is the last one whose timestamp is <= t.
-        picked = np.unique(np.searchsorted(window, ticks + 1e-9, side="right") - 1)
-    return lo + picked[spread_evenly(len(picked), cap)]
+    """`select_frames(...).indices`: int64 [k], sorted and distinct, all in `0..len(timestamps)-1`."""
+    return select_frames(
+        timestamps, num_frames=num_frames, fps=fps, max_frames=max_frames, start=start, end=end
+    ).indices

@@ -5,6 +5,7 @@ Defaults follow LongLLaVA: 128 frames per video, 336-px CLIP inputs, tiles of th
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -47,6 +48,9 @@ class SamplingOptions:
     def __post_init__(self) -> None:
         _check(1 <= self.num_frames <= MAX_FRAMES, f"num_frames must be in 1..{MAX_FRAMES}, got {self.num_frames}")
         _check(1 <= self.max_frames <= MAX_FRAMES, f"max_frames must be in 1..{MAX_FRAMES}, got {self.max_frames}")
+        for name in ("fps", "start", "end"):  # inf and nan pass every comparison below or none
+            value = getattr(self, name)
+            _check(value is None or math.isfinite(value), f"{name} must be finite ({_UNITS[name]}), got {value}")
         _check(self.fps is None or self.fps > 0, f"fps must be positive, got {self.fps}")
         _check(self.start is None or self.start >= 0, f"start must be >= 0 seconds, got {self.start}")
         _check(self.end is None or self.end > 0, f"end must be > 0 seconds, got {self.end}")
@@ -66,6 +70,9 @@ class SamplingOptions:
     def frame_budget(self) -> int:
         """Most frames one video or folder may contribute."""
         return self.max_frames if self.fps is not None else min(self.num_frames, self.max_frames)
+
+
+_UNITS = {"fps": "frames per second", "start": "seconds", "end": "seconds"}
 
 
 def _check(ok: bool, message: str) -> None:

@@ -8,6 +8,8 @@ normalise with CLIP's mean and std (REFERENCE §3). Output: float32 tensor [3, s
 High resolution (REFERENCE §4): the global image above plus the picture cut into a raster grid of
 `tile`² tiles at native resolution, the picture first padded right and down with the mean colour up
 to whole tiles (a 1000×1000 image → 3×3 tiles of 336). Each tile is then preprocessed like an image.
+A picture whose native grid is over the tile budget is scaled down, aspect ratio kept, to the grid
+within the budget that keeps the most of its pixels (`fit_tile_grid`, LLaVA-NeXT's best fit).
 """
 
 from __future__ import annotations
@@ -62,6 +64,36 @@ def preprocess_image(image: Image.Image, size: int) -> torch.Tensor:
 def count_tile_grid(width: int, height: int, tile: int) -> tuple[int, int]:
     """(rows, cols) of `tile`² tiles covering a width×height picture."""
     return math.ceil(height / tile), math.ceil(width / tile)
+
+
+def fit_tile_grid(width: int, height: int, tile: int, max_tiles: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    """((rows, cols), (scaled width, scaled height)) for tiling a width×height picture with at most
+    `max_tiles` tiles of `tile`².
+
+    At native resolution when its grid fits. Otherwise the best fit of LLaVA-NeXT's
+    `select_best_resolution` (`llava/mm_utils.py`) over every grid of at most `max_tiles` tiles:
+    the picture scaled (aspect ratio kept) to fit the grid, the grid that keeps the most pixels
+    winning, ties going to the one that wastes the least padding. The returned grid is the one the
+    scaled picture needs, never larger than the chosen one.
+    """
+    native = count_tile_grid(width, height, tile)
+    if native[0] * native[1] <= max_tiles:
+        return native, (width, height)
+    best: tuple[float, float, int, int] | None = None  # (kept pixels, -waste, rows, cols)
+    for rows in range(1, min(native[0], max_tiles) + 1):
+        widest = max_tiles // rows
+        # Past the columns the row-limited scale needs, more columns only add padding.
+        needed = math.ceil(width * min(rows * tile / height, 1.0) / tile)
+        for cols in {min(widest, needed), widest}:
+            scale = min(cols * tile / width, rows * tile / height, 1.0)
+            kept = width * scale * height * scale
+            candidate = (kept, -(rows * cols * tile * tile - kept), rows, cols)
+            best = candidate if best is None or candidate[:2] > best[:2] else best
+    assert best is not None
+    _, _, rows, cols = best
+    scale = min(cols * tile / width, rows * tile / height)
+    scaled = (max(1, math.floor(width * scale)), max(1, math.floor(height * scale)))
+    return count_tile_grid(*scaled, tile), scaled
 
 
 def iter_tiles(image: Image.Image, tile: int) -> Iterator[tuple[int, int, Image.Image]]:

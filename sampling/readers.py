@@ -1,10 +1,15 @@
-"""One entry point over the video backends, with fallback.
+"""One entry point over the video backends, with fallback for "auto".
 
 "auto" starts with PyAV, whose keyframe-aware reader decodes the fewest frames, measured fastest and
 returned the right frames where decord did not (benchmarks/RESULTS.md); decord and OpenCV follow.
-Naming a backend puts it first. When a backend cannot serve a file (BackendError: not installed,
-distrusted, a frame missing), the next one takes over from the first frame not yet delivered, so
-frames already yielded are never repeated.
+When a backend cannot serve a file (BackendError: not installed, distrusted, a frame missing), the
+next one takes over from the first frame not yet delivered, so frames already yielded are never
+repeated. A backend named explicitly is the only one used: if it cannot serve the file, that is an
+InputError naming it, never a silent switch to another decoder.
+
+Animated pictures (`VideoInfo.kind == "animation"`) are always decoded by Pillow, whatever the
+backend: the video backends name FFmpeg-based decoders, and only Pillow composites GIF, WebP and
+APNG frames the way viewers show them (FFmpeg has no animated WebP decoder here).
 """
 
 from __future__ import annotations
@@ -14,12 +19,13 @@ from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
-from sampling.errors import InputError, display_path
+from sampling.errors import BackendError, InputError, display_path
 from sampling.gop import DecodeStats
 from sampling.options import Backend
 from sampling.probe import VideoInfo
 from sampling.video_decord import read_frames_decord
 from sampling.video_opencv import read_frames_opencv
+from sampling.video_pillow import read_frames_pillow
 from sampling.video_pyav import read_frames_pyav
 
 log = logging.getLogger(__name__)
@@ -29,9 +35,8 @@ FALLBACK_ORDER: tuple[str, ...] = ("pyav", "decord", "opencv")
 
 
 def backend_order(backend: Backend) -> tuple[str, ...]:
-    """The backends to try, in order, for the `backend` option."""
-    first = "pyav" if backend == "auto" else backend
-    return (first, *(name for name in FALLBACK_ORDER if name != first))
+    """The backends to try, in order, for the `backend` option: all for "auto", else just the one."""
+    return FALLBACK_ORDER if backend == "auto" else (backend,)
 
 
 def read_video_frames(
@@ -44,8 +49,16 @@ def read_video_frames(
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Yield `(index, uint8 RGB [height, width, 3])` for every sorted index, upright, lazily.
 
-    Raises InputError naming the file when no backend can decode a wanted frame.
+    Raises InputError naming the file when no backend can decode a wanted frame, or naming the
+    backend when one was named and cannot.
     """
+    shown = display_path(info.path)
+    if info.kind == "animation":
+        try:
+            yield from read_frames_pillow(info, indices, stats=stats)
+        except BackendError as e:
+            raise InputError(f"{shown}: {e}; the animated image may be damaged, try re-saving it") from e
+        return
     readers: dict[str, Reader] = {
         "pyav": lambda i, idx: read_frames_pyav(i, idx, stats=stats),
         "decord": lambda i, idx: read_frames_decord(i, idx, batch_size=batch_size),
@@ -64,12 +77,16 @@ def read_video_frames(
         # (av.FFmpegError, cv2.error, ...) must still end in the next backend or an InputError.
         except Exception as e:
             failures.append(f"{name}: {' '.join(str(e).split())}")  # one line, whatever the library said
-            log.info("%s: %s cannot serve this video (%s); trying the next backend", display_path(info.path), name, e)
+            log.info("%s: %s cannot serve this video (%s)", shown, name, e)
         else:
             if remaining:
-                failures.append(f"{name}: stopped early")
-    if remaining:
-        raise InputError(
-            f"{display_path(info.path)}: frame {remaining[0]} cannot be decoded ({'; '.join(failures)}); "
-            "the file may be damaged, try re-encoding it"
-        )
+                failures.append(f"{name}: stopped before frame {remaining[0]}")
+    if not remaining:
+        return
+    if backend != "auto":
+        reason = failures[0].partition(": ")[2]
+        raise InputError(f"{shown}: the {backend} backend cannot read this video ({reason}); use --backend auto")
+    raise InputError(
+        f"{shown}: frame {remaining[0]} cannot be decoded ({'; '.join(failures)}); "
+        "the file may be damaged, try re-encoding it"
+    )

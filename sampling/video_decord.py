@@ -16,6 +16,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from sampling.errors import BackendError
+from sampling.ffmpeg_logs import quiet_decord
 from sampling.probe import VideoInfo
 
 # Frame times may differ from PyAV's by rounding; half a frame at 240 fps is the tolerance.
@@ -42,6 +43,7 @@ def _open_checked(info: VideoInfo):  # -> decord.VideoReader (import is optional
         import decord
     except ImportError as e:
         raise BackendError("decord is not installed (pip install decord2)") from e
+    quiet_decord(decord)  # its FFmpeg would print straight to the terminal
     if info.rotation:
         raise BackendError(f"decord garbles rotated videos (rotation {info.rotation})")
     try:

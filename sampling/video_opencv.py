@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from sampling.errors import BackendError
+from sampling.ffmpeg_logs import quiet_opencv
 from sampling.gop import count_seek_decodes, count_sequential_decodes
 from sampling.probe import VideoInfo
 
@@ -61,6 +62,7 @@ def _open(info: VideoInfo) -> cv2.VideoCapture:
     except UnicodeError as e:
         # A surrogate-escaped (non-UTF-8) name segfaults cv2.VideoCapture: never pass one.
         raise BackendError("OpenCV cannot open a file name that is not UTF-8") from e
+    quiet_opencv()  # its FFmpeg would print straight to the terminal
     capture = cv2.VideoCapture(path, cv2.CAP_FFMPEG)
     if not capture.isOpened():
         raise BackendError("OpenCV cannot open the file")

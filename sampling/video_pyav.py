@@ -3,7 +3,9 @@
 For each GOP holding wanted frames (`gop.plan_decode_runs`): seek to its keyframe, decode forward
 until the GOP's last wanted frame is out, convert only the wanted ones to RGB. Consecutive GOPs
 continue without a seek. Decoded frames are matched to plan indices by their presentation
-timestamp, so B-frame reordering and variable frame rate cannot shift the result.
+timestamp, so B-frame reordering and variable frame rate cannot shift the result. Packets are
+read and decoded as the probe's decode check does (`pyav_io.decode_video`: the cut packet of a
+truncated file is never fed), so every frame the probe counted comes out.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import numpy as np
 from sampling.errors import BackendError, display_path
 from sampling.gop import DecodeStats, plan_decode_runs
 from sampling.probe import VideoInfo
+from sampling.pyav_io import AV_ERRORS, decode_video, open_input, threaded_video_stream
 
 
 def read_frames_pyav(
@@ -25,20 +28,19 @@ def read_frames_pyav(
     Raises BackendError naming the first index that could not be decoded."""
     stats = stats if stats is not None else DecodeStats()
     try:
-        container = av.open(str(info.path), metadata_errors="ignore")
-    except (av.FFmpegError, OSError) as e:
+        container = open_input(info.path)
+    except AV_ERRORS as e:
         raise BackendError(f"PyAV cannot open {display_path(info.path)}: {e}") from e
     with container:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"  # frame + slice threads: ~2x on 2 cores, costs a few frames of delay
+        stream = threaded_video_stream(container)
         position = -1  # plan index of the last frame the decoder gave us
-        frames = _decode(container, stream)
+        frames = decode_video(container, stream)
         for run in plan_decode_runs(indices, info.keyframes):
             # Continue when the decoder is already inside this GOP before its first wanted frame,
             # or just before its keyframe; otherwise jump.
             if not (run.keyframe - 1 <= position < run.wanted[0]):
                 container.seek(int(info.pts[run.keyframe]), stream=stream, backward=True, any_frame=False)
-                frames = _decode(container, stream)
+                frames = decode_video(container, stream)
                 stats.num_seeks += 1
             pending = list(run.wanted)
             for frame in frames:
@@ -54,16 +56,6 @@ def read_frames_pyav(
                     break
             if pending:
                 raise BackendError(f"PyAV did not decode frame {pending[0]} of {display_path(info.path)}")
-
-
-def _decode(container: av.container.InputContainer, stream: av.VideoStream) -> Iterator[av.VideoFrame]:
-    """Frames in presentation order from the current read position; a damaged packet is skipped
-    (the decoder conceals what it can) instead of ending the video."""
-    for packet in container.demux(stream):
-        try:
-            yield from packet.decode()
-        except av.InvalidDataError:
-            continue
 
 
 def _index_of(info: VideoInfo, frame: av.VideoFrame) -> int:

@@ -1,4 +1,5 @@
-"""Media made at test time: small videos whose frames carry their own index, and images.
+"""Media made at test time: small videos and animated pictures whose frames carry their own index,
+images, and broken media of each kind.
 
 Every video frame shows its index as a 2×8 grid of black/white blocks (16 bits, 8×12-px blocks at
 64×48): far coarser than any codec's error at these settings, so a decoded frame says which frame
@@ -17,6 +18,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from PIL import Image
 
 WIDTH, HEIGHT = 64, 48
 BLOCK_W, BLOCK_H, BITS_PER_ROW = 8, 12, 8
@@ -74,6 +76,40 @@ def write_video(
             frame.pts = times_ms[i] if times_ms is not None else i
             if times_ms is not None:
                 frame.time_base = Fraction(1, 1000)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return path
+
+
+def write_animation(path: Path, durations_ms: Sequence[int], **save_options) -> Path:
+    """An animated picture (format from the suffix: .gif, .webp, .png) whose frame i shows i and
+    lasts durations_ms[i]. WebP is lossless so the codes survive exactly."""
+    frames = [Image.fromarray(draw_code(i)) for i in range(len(durations_ms))]
+    extra = {"lossless": True} if path.suffix == ".webp" else {}
+    frames[0].save(
+        path, save_all=True, append_images=frames[1:], duration=list(durations_ms), loop=0, **extra, **save_options
+    )
+    return path
+
+
+def cut_inside_packet(path: Path, packet_number: int) -> Path:
+    """Truncate a video in the middle of its `packet_number`-th video packet (file order), as a
+    copy or download stopped there: that packet is left partial, the ones after it gone."""
+    with av.open(str(path)) as container:
+        packets = [p for p in container.demux(video=0) if p.size]
+    packet = packets[packet_number]
+    data = path.read_bytes()
+    path.write_bytes(data[: packet.pos + packet.size // 2])
+    return path
+
+
+def write_audio_only(path: Path, seconds: float = 0.5) -> Path:
+    """An AAC audio file (M4A) with no video stream."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("aac", rate=44100)
+        for i in range(int(seconds * 44100 / 1024)):
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = 44100, i * 1024
             container.mux(stream.encode(frame))
         container.mux(stream.encode())
     return path
@@ -153,6 +189,24 @@ def truncated_video(make_video) -> Path:
     path = make_video("cut.mp4", 60, container_options={"movflags": "faststart"})
     data = path.read_bytes()
     path.write_bytes(data[: int(len(data) * 0.6)])
+    return path
+
+
+@pytest.fixture
+def cut_bframes_video(make_video) -> Path:
+    """60 H.264 frames with B-frames (frames leave the decoder out of file order, several in flight
+    in its threads), index first, cut in the middle of packet 35: FFmpeg flags that packet corrupt."""
+    faststart = {"movflags": "faststart"}
+    path = make_video("cut_b.mp4", 60, options={"preset": "veryfast", "bf": "3"}, container_options=faststart)
+    return cut_inside_packet(path, 35)
+
+
+@pytest.fixture
+def moov_less_video(make_video) -> Path:
+    """An MP4 whose index (moov atom, written last) never made it: a recording stopped mid-way."""
+    path = make_video("rec.mp4", 60)
+    data = path.read_bytes()
+    path.write_bytes(data[: data.find(b"moov") - 4])
     return path
 
 

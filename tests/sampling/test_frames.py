@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, JpegImagePlugin
 
 from sampling import DecodeStats, InputError, SamplingOptions, iter_frames, plan_inputs
-from sampling.preprocess import CLIP_MEAN, CLIP_STD
+from sampling.errors import SamplingNotice
+from sampling.preprocess import CLIP_MEAN, CLIP_STD, PAD_COLOR
 
 
 def to_uint8(pixels: torch.Tensor) -> np.ndarray:
@@ -81,3 +82,35 @@ def test_image_that_breaks_after_planning_names_the_file(tmp_path: Path) -> None
     assert next(frames).source == good
     with pytest.raises(InputError, match=r"b\.png: the image is damaged"):
         next(frames)
+
+
+def test_tiles_come_from_the_picture_scaled_to_fit_max_tiles(tmp_path: Path, monkeypatch) -> None:
+    # An 8000×6000 photo, red left half and blue right half: natively 18×24 = 432 tiles of 336.
+    path = tmp_path / "photo.jpg"
+    photo = Image.new("RGB", (8000, 6000), (255, 0, 0))
+    photo.paste((0, 0, 255), (4000, 0, 8000, 6000))
+    photo.save(path, quality=90)
+    del photo
+    drafted: list[tuple[int, int]] = []
+    original_draft = JpegImagePlugin.JpegImageFile.draft
+
+    def recording_draft(self, mode, size):
+        result = original_draft(self, mode, size)
+        drafted.append(self.size)
+        return result
+
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "draft", recording_draft)
+    options = SamplingOptions(tiles=True, tile_size=336, image_size=32)
+    with pytest.warns(SamplingNotice, match=r"8000×6000 scaled to 3696×2772 for 9×11 = 99 tiles of 336 px"):
+        (plan,) = plan_inputs(path, options)
+    assert (plan.grid, plan.scaled_size, plan.num_images) == ((9, 11), (3696, 2772), 100)
+    frames = list(iter_frames(plan, options))
+    assert drafted == [(4000, 3000)]  # decoded at half scale (DCT), not at 8000×6000
+    assert len(frames) == 100 and [f.tile for f in frames[1:3]] == [(0, 0), (0, 1)]
+    tiles = {f.tile: to_uint8(f.pixels) for f in frames[1:]}
+    # The halves meet at x = 1848 of the scaled picture: 168 px into column 5 (16 of 32 after resizing).
+    assert tiles[(0, 4)][:, :, 0].min() > 200 and tiles[(0, 6)][:, :, 2].min() > 200
+    boundary = tiles[(0, 5)][16]
+    assert boundary[:14, 0].min() > 200 and boundary[18:, 2].min() > 200
+    # The last row holds 2772 - 8·336 = 84 rows of picture (8 of 32), then the mean-colour padding.
+    assert tiles[(8, 0)][:7, :, 0].min() > 200 and np.abs(tiles[(8, 0)][10:].astype(int) - PAD_COLOR).max() <= 2

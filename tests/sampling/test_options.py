@@ -20,6 +20,11 @@ from sampling.options import MAX_FRAMES, SamplingOptions
         ({"tile_size": 0}, "tile_size"),
         ({"max_tiles": 0}, "max_tiles"),
         ({"backend": "ffmpeg"}, "backend"),
+        ({"fps": float("inf")}, "fps must be finite"),
+        ({"fps": float("nan")}, "fps must be finite"),
+        ({"start": float("inf")}, "start must be finite"),
+        ({"end": float("nan")}, "end must be finite"),
+        ({"start": 1.0, "end": float("inf")}, "end must be finite"),
     ],
 )
 def test_invalid_options_name_the_field(kwargs: dict, field: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ import pytest
 from PIL import Image
 
 from sampling import InputError, SamplingOptions, plan_inputs
+from sampling.errors import SamplingNotice
 
 
 def test_video_plan_has_indices_and_timestamps(cfr_video: Path) -> None:
@@ -47,18 +49,52 @@ def test_image_and_tiled_image(tmp_path: Path) -> None:
     assert (tiled.kind, tiled.grid, tiled.num_images) == ("tiled", (3, 3), 10)
 
 
-def test_tile_cap_is_a_clear_error(tmp_path: Path) -> None:
+def test_over_the_tile_cap_the_picture_is_scaled_to_the_best_grid(tmp_path: Path) -> None:
     path = tmp_path / "wide.png"
     Image.new("RGB", (4000, 400)).save(path)
-    message = r"wide\.png: 4000×400 needs 2×12 = 24 tiles of 336 px, over max_tiles=10; raise max_tiles"
-    with pytest.raises(InputError, match=message):
-        plan_inputs(path, SamplingOptions(tiles=True, max_tiles=10))
+    with pytest.warns(SamplingNotice) as caught:
+        (plan,) = plan_inputs(path, SamplingOptions(tiles=True, max_tiles=10))
+    # Natively 2×12 = 24 tiles; the widest strip of 10 tiles keeps the most pixels.
+    assert (plan.grid, plan.scaled_size, plan.num_images, plan.size) == ((1, 10), (3360, 336), 11, (4000, 400))
+    expected = "4000×400 scaled to 3360×336 for 1×10 = 10 tiles of 336 px (at most 10 tiles)"
+    assert plan.notices == (expected,)
+    assert [str(w.message) for w in caught] == [f"{path}: {expected}"]
+    assert plan.to_dict()["scaled_size"] == [3360, 336] and plan.to_dict()["notices"] == [expected]
 
 
-def test_huge_image_tiles_are_refused_before_decoding(huge_png: Path, monkeypatch) -> None:
+def test_huge_image_is_fitted_to_the_tile_cap_before_decoding(huge_png: Path, monkeypatch) -> None:
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)
-    with pytest.raises(InputError, match=r"20000×20000 needs 60×60 = 3600 tiles"):
-        plan_inputs(huge_png, SamplingOptions(tiles=True))
+    with pytest.warns(SamplingNotice, match=r"20000×20000 scaled to 3360×3360 for 10×10 = 100 tiles"):
+        (plan,) = plan_inputs(huge_png, SamplingOptions(tiles=True))  # natively 60×60 = 3600 tiles
+    assert plan.grid == (10, 10) and plan.num_images == 101
+
+
+def test_notices_say_what_the_plan_leaves_out(tmp_path: Path, cfr_video: Path) -> None:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(7):
+        Image.new("RGB", (8, 8)).save(folder / f"{i}.png")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sequence, video = plan_inputs([folder, cfr_video], SamplingOptions(num_frames=3, fps=10.0, max_frames=5))
+    assert sequence.notices == ("5 of 7 images used, spread evenly (the frame limit is 5)",)
+    assert video.notices == ("10 frames per second would take 24 frames; capped at 5 (the frame limit), spread evenly",)
+    assert [(w.category, str(w.message)) for w in caught] == [
+        (SamplingNotice, f"{folder}: {sequence.notices[0]}"),
+        (SamplingNotice, f"{cfr_video}: {video.notices[0]}"),
+    ]
+    assert all(w.filename == __file__ for w in caught)  # attributed to the caller of plan_inputs
+
+
+def test_no_notice_when_nothing_is_left_out(tmp_path: Path, cfr_video: Path) -> None:
+    (folder := tmp_path / "few").mkdir()
+    Image.new("RGB", (8, 8)).save(folder / "a.png")
+    Image.new("RGB", (500, 400)).save(big := tmp_path / "big.png")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning fails the test
+        plans = plan_inputs([folder, cfr_video, big], SamplingOptions(num_frames=100, tiles=True))
+    assert [p.notices for p in plans] == [(), (), ()]
+    assert plans[2].grid == (2, 2) and plans[2].scaled_size is None  # within max_tiles: native resolution
 
 
 def test_missing_path_and_non_media(tmp_path: Path) -> None:
@@ -66,7 +102,7 @@ def test_missing_path_and_non_media(tmp_path: Path) -> None:
         plan_inputs(tmp_path / "nope.mp4")
     fake = tmp_path / "movie.mp4"
     fake.write_text("just text")
-    with pytest.raises(InputError, match=r"movie\.mp4: not an image or a video") as caught:
+    with pytest.raises(InputError, match=r"movie\.mp4: a text file, not an image or a video") as caught:
         plan_inputs(fake)
     assert "\n" not in str(caught.value)
     with pytest.raises(InputError, match="no input paths"):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 from PIL import Image
 
 from sampling.preprocess import (
@@ -12,6 +14,7 @@ from sampling.preprocess import (
     CLIP_STD,
     PAD_COLOR,
     count_tile_grid,
+    fit_tile_grid,
     iter_tiles,
     normalize,
     pad_to_square,
@@ -87,3 +90,29 @@ def test_tiles_are_raster_order_and_padded_at_the_edges() -> None:
     corner = np.asarray(tiles[-1][2])  # rows 20..29 and cols 40..49 exist, the rest is padding
     assert (corner[:10, :10] == source[20:30, 40:50]).all()
     assert (corner[10:] == PAD_COLOR).all() and (corner[:, 10:] == PAD_COLOR).all()
+
+
+def test_fit_keeps_native_resolution_when_the_grid_fits() -> None:
+    assert fit_tile_grid(1000, 1000, 336, 9) == ((3, 3), (1000, 1000))
+
+
+def test_fit_scales_an_8000_by_6000_photo_to_the_best_grid_within_the_cap() -> None:
+    # Natively 18×24 = 432 tiles. 9×11 keeps more of the picture than 10×10 or 8×12.
+    assert fit_tile_grid(8000, 6000, 336, 100) == ((9, 11), (3696, 2772))
+    assert fit_tile_grid(6000, 8000, 336, 100) == ((11, 9), (2772, 3696))
+
+
+@given(st.integers(1, 30000), st.integers(1, 30000), st.integers(16, 512), st.integers(1, 200))
+def test_fit_stays_within_the_cap_keeps_the_aspect_ratio_and_beats_every_grid(
+    width: int, height: int, tile: int, max_tiles: int
+) -> None:
+    (rows, cols), (scaled_w, scaled_h) = fit_tile_grid(width, height, tile, max_tiles)
+    assert rows * cols <= max_tiles and (rows, cols) == count_tile_grid(scaled_w, scaled_h, tile)
+    assert scaled_w <= width and scaled_h <= height
+    if (scaled_w, scaled_h) != (width, height):
+        # Aspect ratio kept to the pixel (each side is floored), and no grid within the cap keeps more.
+        assert abs(scaled_w / width - scaled_h / height) <= 1 / min(width, height) + 1e-9
+        kept = (scaled_w / width) * (scaled_h / height)
+        for r in range(1, max_tiles + 1):
+            c = max_tiles // r
+            assert min(c * tile / width, r * tile / height) ** 2 <= kept * (1 + 1e-6) + 2 / min(width, height)

@@ -75,10 +75,10 @@ def test_b_frames_are_matched_by_timestamp(make_video, code_of) -> None:
     assert decoded_codes(read_frames_pyav(info, wanted), code_of) == [(i, i) for i in wanted]
 
 
-@pytest.mark.parametrize("backend", ["pyav", "decord", "opencv"])
+@pytest.mark.parametrize("backend", ["pyav", "opencv", "auto"])
 def test_rotated_video_comes_out_upright(rotated_video: Path, code_of, backend: str) -> None:
     info = probe_video(rotated_video)
-    frames = list(read_video_frames(info, [3, 11], backend=backend))  # decord refuses: falls back
+    frames = list(read_video_frames(info, [3, 11], backend=backend))
     assert [i for i, _ in frames] == [3, 11]
     for index, rgb in frames:
         assert rgb.shape == (64, 48, 3)
@@ -101,7 +101,21 @@ def test_decord_is_not_trusted_with_a_count_it_gets_wrong(truncated_video: Path,
     with pytest.raises(BackendError, match="decord#373"):
         list(read_frames_decord(info, [0]))
     last = info.num_frames - 1
-    assert decoded_codes(read_video_frames(info, [0, last], backend="decord"), code_of) == [(0, 0), (last, last)]
+    assert decoded_codes(read_video_frames(info, [0, last], backend="auto"), code_of) == [(0, 0), (last, last)]
+    # Named, decord is not swapped for another decoder behind the user's back.
+    named = r"cut\.mp4: the decord backend cannot read this video \(.*decord#373.*use --backend auto"
+    with pytest.raises(InputError, match=named):
+        list(read_video_frames(info, [0, last], backend="decord"))
+
+
+def test_a_named_backend_that_refuses_the_file_is_an_error(rotated_video: Path) -> None:
+    pytest.importorskip("decord")
+    info = probe_video(rotated_video)
+    with pytest.raises(InputError) as caught:
+        list(read_video_frames(info, [3], backend="decord"))
+    message = str(caught.value)
+    assert message.startswith(f"{rotated_video}: the decord backend cannot read this video (decord garbles rotated")
+    assert message.endswith("; use --backend auto") and "\n" not in message
 
 
 def test_truncated_video_yields_the_frames_it_has(truncated_video: Path, code_of) -> None:
@@ -139,4 +153,4 @@ def test_fallback_resumes_after_the_frames_already_delivered(cfr_video: Path, co
 
 def test_backend_order() -> None:
     assert backend_order("auto") == ("pyav", "decord", "opencv")
-    assert backend_order("opencv") == ("opencv", "pyav", "decord")
+    assert backend_order("opencv") == ("opencv",)  # named: that backend or an error, no fallback
