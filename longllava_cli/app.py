@@ -111,7 +111,10 @@ def _show_version(value: bool) -> None:
 @app.callback()
 def _main(
     verbose: Annotated[
-        int, typer.Option("--verbose", "-v", count=True, help="More log lines on stderr (-vv: debug).")
+        int,
+        typer.Option(
+            "--verbose", "-v", count=True, help="More log lines on stderr (-vv: debug, FFmpeg's own messages included)."
+        ),
     ] = 0,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="Only errors on stderr: no notes, warnings, spinner or progress.")

@@ -73,6 +73,8 @@ def print_plans(description: dict[str, Any]) -> None:
     for number, item in enumerate(description["inputs"], 1):
         size = "x".join(map(str, item["size"])) if item["size"] else ""
         kind = item["kind"] + (f" {item['grid'][0]}x{item['grid'][1]}" if item["grid"] else "")
+        if item.get("scaled_size"):  # a picture scaled down to fit --max-tiles
+            kind += f" (scaled to {item['scaled_size'][0]}x{item['scaled_size'][1]})"
         row = [str(number), item["source"], kind, size, str(item["num_available"]), str(item["num_images"])]
         row.append(f"{item['num_visual_tokens']:,}")
         if with_tokens:

@@ -204,7 +204,8 @@ BackendOption = Annotated[
         "--backend",
         case_sensitive=False,
         rich_help_panel=SAMPLING_PANEL,
-        help="Video decoder; auto starts with PyAV and falls back to decord and OpenCV.",
+        help="Video decoder; auto tries pyav, decord, opencv in turn. A named backend is the only one used: if it "
+        "cannot read a file, that is an error. Animated GIF/WebP/APNG are always decoded by Pillow.",
     ),
 ]
 
