@@ -2,10 +2,13 @@
 
 A process here can hold three copies of FFmpeg, one per wheel, each with its own log settings:
 - PyAV's. PyAV switches FFmpeg's logging off by default (`av.logging` level None), so PyAV alone
-  prints nothing. When the "sampling.ffmpeg" logger is enabled for DEBUG, `route_pyav_logs` turns
-  it on at WARNING and hands PyAV's records (loggers "libav.*") to "sampling.ffmpeg" as DEBUG
-  records. Only then: PyAV's Python callback takes the GIL from FFmpeg's decoding threads, which
-  PyAV documents as fragile with threads, so it is not installed for a run that does not show it.
+  prints nothing. While the "sampling.ffmpeg" logger is enabled for DEBUG, `route_pyav_logs`
+  turns it on at WARNING and hands PyAV's records (loggers "libav.*") to "sampling.ffmpeg" as
+  DEBUG records; once DEBUG is off again, it turns it back off. PyAV's Python callback takes the
+  GIL from whichever thread FFmpeg logs on, and a frame-threaded decode deadlocks when a worker
+  thread logs while the decoding thread holds the GIL waiting for it: so while the messages are
+  routed, video is decoded on the calling thread alone (`pyav_logs_routed`, used by
+  `pyav_io.threaded_video_stream`): slower, and only in a run that shows them.
 - decord's and OpenCV's. They print through FFmpeg's default callback straight to file
   descriptor 2, which Python cannot route. Their level is set to quiet before they open a file
   (`quiet_decord`, `quiet_opencv`) unless DEBUG is on, when their raw lines are let through.
@@ -33,17 +36,32 @@ class _ToDebug(logging.Handler):
         log.debug("[%s] %s", component, record.getMessage())
 
 
+_handler = _ToDebug()
+
+
 def route_pyav_logs() -> None:
-    """Send PyAV's FFmpeg messages to "sampling.ffmpeg" at DEBUG when that level is enabled (idempotent).
-    Leaves PyAV alone when an application has set PyAV's log level itself."""
+    """Send PyAV's FFmpeg messages to "sampling.ffmpeg" at DEBUG while that level is enabled, and
+    stop when it is not (cheap; called before each open). Leaves PyAV alone when an application
+    has set PyAV's log level itself."""
     global _routed
-    if _routed or not log.isEnabledFor(logging.DEBUG) or av.logging.get_level() is not None:
+    wanted = log.isEnabledFor(logging.DEBUG)
+    if wanted == _routed or (not _routed and av.logging.get_level() is not None):
         return
     libav = logging.getLogger("libav")
-    libav.addHandler(_ToDebug())
-    libav.propagate = False  # the records arrive at WARNING/ERROR: shown only through our DEBUG copy
-    av.logging.set_level(av.logging.WARNING)
-    _routed = True
+    if wanted:
+        libav.addHandler(_handler)
+        libav.propagate = False  # the records arrive at WARNING/ERROR: shown only through our DEBUG copy
+        av.logging.set_level(av.logging.WARNING)
+    else:
+        av.logging.set_level(None)
+        libav.removeHandler(_handler)
+        libav.propagate = True
+    _routed = wanted
+
+
+def pyav_logs_routed() -> bool:
+    """Whether PyAV's Python log callback is installed (decode single-threaded then)."""
+    return _routed
 
 
 def quiet_decord(decord_module: object) -> None:

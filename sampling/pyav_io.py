@@ -15,7 +15,7 @@ from pathlib import Path
 
 import av
 
-from sampling.ffmpeg_logs import route_pyav_logs
+from sampling.ffmpeg_logs import pyav_logs_routed, route_pyav_logs
 
 # What opening or reading a file through PyAV may raise for bad media or a bad path.
 AV_ERRORS = (av.FFmpegError, OSError, ValueError, UnicodeError)
@@ -29,9 +29,14 @@ def open_input(path: Path) -> av.container.InputContainer:
 
 def threaded_video_stream(container: av.container.InputContainer) -> av.VideoStream:
     """The first video stream, decoded with frame and slice threads (~2x on 2 cores, a few frames
-    of delay): the reader's setting, which the probe's decode check must share."""
+    of delay): the reader's setting, which the probe's decode check must share. While FFmpeg's
+    messages are routed to our logger (-vv), on the calling thread alone: PyAV's log callback can
+    deadlock a threaded decode (`ffmpeg_logs`)."""
     stream = container.streams.video[0]
-    stream.thread_type = "AUTO"
+    if pyav_logs_routed():
+        stream.codec_context.thread_count = 1  # no FFmpeg worker threads
+    else:
+        stream.thread_type = "AUTO"
     return stream
 
 

@@ -5,6 +5,7 @@ file path (registered under their module names, so `train_demo_model`'s and
 from __future__ import annotations
 
 import importlib.util
+import logging
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -38,3 +39,16 @@ def trainer(synthetic) -> ModuleType:
 def demo_media(synthetic) -> ModuleType:
     """examples/make_demo_media.py: the committed demo files' questions and answers."""
     return load_example("make_demo_media")
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging():
+    """The CLI configures the root logger for its process (`-vv`: DEBUG, its own handler); in-process
+    CLI tests must not leave that to the tests after them."""
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    yield
+    root.setLevel(level)
+    for handler in list(root.handlers):
+        if handler not in handlers:
+            root.removeHandler(handler)

@@ -35,14 +35,15 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("as_json", [False, True], ids=["table", "json"])
-def test_a_reader_that_goes_away_exits_141(longllava_exe, video, tmp_path, as_json):
-    """`longllava frames ... | head -c 100`: far more output than a pipe buffers, reader gone."""
+def test_a_reader_that_goes_away_exits_141(longllava_exe, make_video, tmp_path, as_json):
+    """`longllava frames ... | head -c 100`: far more output than a pipe buffers (64 KiB), reader gone."""
+    video = make_video("long.mp4", 300)
     names = []
-    for i in range(40):
+    for i in range(60):  # a table row lists 300 timestamps: ~100 KB in all
         link = tmp_path / f"v{i}.mp4"
         link.symlink_to(video)
         names.append(str(link))
-    args = [*_script(longllava_exe), "frames", *names, "--frames", "30", "--quiet", *(["--json"] if as_json else [])]
+    args = [*_script(longllava_exe), "frames", *names, "--frames", "300", "--quiet", *(["--json"] if as_json else [])]
     process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(tmp_path))
     assert process.stdout.read(100)
     process.stdout.close()
@@ -71,7 +72,7 @@ def test_ctrl_c_during_start_up_exits_130(longllava_exe, video, tiny_model, tmp_
     the one line, never a traceback, an ImportError or a run to completion."""
     rng = random.Random(14)
     command = [*_script(longllava_exe), "ask", str(video), "q", "--model", str(tiny_model), "--max-new-tokens", "2"]
-    for _ in range(6):
+    for _ in range(4):
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(tmp_path))
         time.sleep(rng.uniform(0.15, 1.2))
         process.send_signal(signal.SIGINT)
@@ -94,7 +95,7 @@ def test_contact_sheet_path_is_checked_before_decoding(run_cli, tmp_path):
     assert line.startswith("error: sheet.txt:") and ".png" in line
 
 
-def test_contact_sheet_folder_created_own_sheet_replaced_others_kept(run_cli, video, image, tmp_path):
+def test_contact_sheet_folder_created_and_own_sheet_replaced(run_cli, video, tmp_path):
     sheet = tmp_path / "out" / "sub" / "sheet.png"
     args = ["frames", str(video), "--frames", "4", "--contact-sheet", str(sheet), "--quiet", "--json"]
     assert run_cli(*args).returncode == 0
@@ -107,15 +108,19 @@ def test_contact_sheet_folder_created_own_sheet_replaced_others_kept(run_cli, vi
     assert sheet.stat().st_mtime_ns != before
     assert not [p for p in sheet.parent.iterdir() if p.name.endswith(".tmp")]
 
+
+def test_contact_sheet_never_replaces_an_input_or_a_file_it_did_not_write(runner, video, image, tmp_path):
+    from longllava_cli.app import app
+
     theirs = tmp_path / "holiday.png"
     Image.new("RGB", (8, 8), (1, 2, 3)).save(theirs)
-    kept = theirs.read_bytes()
+    kept = {path: path.read_bytes() for path in (theirs, image)}
     for target in (theirs, image):  # a picture of the user's, and one of the inputs
-        result = run_cli("frames", str(video), str(image), "--contact-sheet", str(target), "--quiet")
-        assert result.returncode == 2, result.stderr
+        result = runner.invoke(app, ["frames", str(video), str(image), "--contact-sheet", str(target), "--quiet"])
+        assert result.exit_code == 2, result.output
         (line,) = result.stderr.strip().splitlines()
-        assert str(target) in line
-    assert theirs.read_bytes() == kept
+        assert line.startswith("error: ") and str(target) in line
+    assert {path: path.read_bytes() for path in kept} == kept
 
 
 # --- frames plans for the model ask would use ----------------------------------------------------
@@ -129,7 +134,13 @@ def test_frames_plans_for_the_configured_model(run_cli, video, tiny_model, tmp_p
     assert by_env.returncode == 0, by_env.stderr
     assert json.loads(by_env.stdout)["tokens_per_image"] == per_image
     assert by_env.stderr == ""  # a configured model: no demo note
-    (tmp_path / "xdg" / "longllava").mkdir(parents=True)
-    (tmp_path / "xdg" / "longllava" / "config.yaml").write_text(f"model: {tiny_model}\n")
-    by_config = run_cli("frames", str(video), "--frames", "3", "--json")
-    assert by_config.returncode == 0 and json.loads(by_config.stdout)["model"] == str(tiny_model)
+
+
+def test_frames_takes_the_model_from_the_config_file(runner, video, tiny_model, tmp_path):
+    from longllava_cli.app import app
+
+    config = tmp_path / "config.yaml"
+    config.write_text(f"model: {tiny_model}\n")
+    result = runner.invoke(app, ["frames", str(video), "--frames", "3", "--json", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["model"] == str(tiny_model) and result.stderr == ""
