@@ -238,9 +238,10 @@ def _model_path(model: Path | None) -> Path:
 
 def _model_request(model: Path | None, *, device: str, dtype: Dtype, vision_tower: Path | None) -> ModelRequest:
     """Which checkpoint to load, where and how; the device is checked here, before any loading."""
+    device = library.check_device(device)  # before the demo note: a mistyped device is the only news
     return ModelRequest(
         path=_model_path(model),
-        device=library.check_device(device),
+        device=device,
         dtype=None if dtype == Dtype.auto else dtype.value,
         vision_tower=vision_tower,
     )

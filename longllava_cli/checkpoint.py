@@ -23,6 +23,7 @@ from model.config import CLIPVisionConfig, JambaConfig, LongLLaVAConfig
 from model.memory import (
     DTYPE_BYTES,
     MARKUP_TOKENS_PER_FRAME,
+    MAX_SEARCHED_TOKENS,
     PROMPT_TEXT_TOKENS,
     estimate_memory,
     max_tokens_that_fit,
@@ -190,6 +191,7 @@ def estimate_request(
         "max_frames_limited_by": limited_by,
         "max_frames_limits": limits,
         "max_tokens": max_tokens,
+        "max_tokens_is_a_floor": max_tokens >= MAX_SEARCHED_TOKENS,  # the budget holds more than was searched
         "context_tokens": summary.context_tokens,
         "chunk_tokens": chunk_tokens,
         "recommended_chunk_tokens": chunk,

@@ -101,12 +101,20 @@ def _parameters(model: dict[str, Any]) -> str:
     return text
 
 
+def _or_more(result: dict[str, Any]) -> str:
+    return " or more" if result.get("max_tokens_is_a_floor") else ""
+
+
 def _most_frames(result: dict[str, Any]) -> str:
     """The most frames and what limits them, e.g. "1,024 (limited by frames limit; memory 9,999, context 1,413)"."""
     if result["max_frames"] is None:
         return "n/a (text-only model)"
     limited = result["max_frames_limited_by"]
-    others = ", ".join(f"{name} {value:,}" for name, value in result["max_frames_limits"].items() if name != limited)
+    others = ", ".join(
+        f"{name} {value:,}{_or_more(result) if name == 'memory' else ''}"
+        for name, value in result["max_frames_limits"].items()
+        if name != limited
+    )
     return f"{result['max_frames']:,} (limited by {limited}; {others})"
 
 
@@ -158,7 +166,7 @@ def print_estimate(result: dict[str, Any]) -> None:
         ("context", f"{result['context_tokens']:,} tokens: request "
                     f"{'within it' if result['within_context'] else 'OVER it (answers may degrade)'}"),
         ("most frames", _most_frames(result)),
-        ("most tokens", f"{result['max_tokens']:,} fit the memory budget"),
+        ("most tokens", f"{result['max_tokens']:,}{_or_more(result)} fit the memory budget"),
         ("chunk tokens", f"{result['recommended_chunk_tokens']} recommended (--chunk-tokens)"),
     ]  # fmt: skip
     write_text(_lines(rows))

@@ -43,6 +43,8 @@ CPU_RUNTIME_BYTES = 300 * 2**20
 # block buffers, and slack for the allocator.
 FIXED_ACTIVATION_BYTES = 3 * 4 * SCORE_TILE_ELEMENTS + SCORE_TILE_ELEMENTS + 2 * 4 * SCAN_BLOCK_ELEMENTS + 40 * 2**20
 GiB = 2**30
+# `max_tokens_that_fit` searches up to here: 16.7M positions, ~100x the 1024 frames a prompt may hold.
+MAX_SEARCHED_TOKENS = 1 << 24
 
 
 @dataclass(frozen=True)
@@ -193,8 +195,9 @@ def device_memory_bytes(device: str) -> int:
 
 
 def max_tokens_that_fit(budget: int, lm: JambaConfig, vision: CLIPVisionConfig | None, **kwargs) -> int:
-    """Largest `num_tokens` whose estimate fits `budget` bytes (0 if even the weights do not)."""
-    lo, hi = 0, 1 << 24
+    """Largest `num_tokens` whose estimate fits `budget` bytes (0 if even the weights do not), up to
+    MAX_SEARCHED_TOKENS (a result equal to it means "at least that many")."""
+    lo, hi = 0, MAX_SEARCHED_TOKENS
     while lo < hi:
         mid = (lo + hi + 1) // 2
         if estimate_memory(lm, vision, num_tokens=mid, **kwargs).total <= budget:
