@@ -18,6 +18,7 @@ from PIL import Image
 
 from longllava_cli.contact_sheet import SOFTWARE
 from longllava_cli.errors import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED
+from model.demo import DEMO_MODEL_DIR as DEMO
 
 
 def _script(longllava_exe: str) -> list[str]:
@@ -144,3 +145,36 @@ def test_frames_takes_the_model_from_the_config_file(runner, video, tiny_model, 
     result = runner.invoke(app, ["frames", str(video), "--frames", "3", "--json", "--config", str(config)])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["model"] == str(tiny_model) and result.stderr == ""
+
+
+def test_quiet_silences_notices_and_warnings(run_cli, tmp_path):
+    """A folder with more images than --frames and a cut video: a note and a warning, unless --quiet."""
+    album = tmp_path / "album"
+    album.mkdir()
+    for i in range(5):
+        Image.new("RGB", (16, 12), (40 * i, 0, 0)).save(album / f"p{i}.png")
+    cut = _faststart_video(tmp_path / "cut.mp4", 60)  # index first, so the cut leaves it whole
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size * 6 // 10])
+    args, env = ["frames", str(album), str(cut), "--frames", "2", "--json"], {"LONGLLAVA_MODEL": str(DEMO)}
+    loud, quiet = run_cli(*args, env=env), run_cli(*args, "-q", env=env)
+    assert loud.returncode == quiet.returncode == 0, loud.stderr
+    assert loud.stdout == quiet.stdout  # the same results either way
+    lines = loud.stderr.splitlines()
+    assert any(line.startswith("note: ") and "2 of 5 images" in line for line in lines), loud.stderr
+    assert any(line.startswith("warning: ") and "decodable" in line for line in lines), loud.stderr
+    assert quiet.stderr == ""
+
+
+def _faststart_video(path: Path, num_frames: int) -> Path:
+    import av
+    import numpy as np
+
+    with av.open(str(path), "w", options={"movflags": "faststart"}) as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        noise = np.random.default_rng(0)
+        for _ in range(num_frames):
+            pixels = noise.integers(0, 256, (48, 64, 3), dtype=np.uint8)  # data outweigh the index
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")))
+        container.mux(stream.encode())
+    return path
