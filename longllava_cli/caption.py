@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
-import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from typing import Any, TextIO
 
 from longllava_cli.jsonl import Record, Results, ResultsFileError, normalise_path
 from longllava_cli.output import ItemProgress, note
+from longllava_cli.paths import read_stdin_paths
 
 VIDEO_EXTENSIONS = frozenset(
     {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".mts", ".flv", ".wmv", ".3gp", ".ogv"}
@@ -39,21 +39,13 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", 
 MEDIA_EXTENSIONS = VIDEO_EXTENSIONS | IMAGE_EXTENSIONS
 
 
-def read_stdin_paths(stream: TextIO) -> list[str]:
-    """Non-empty lines of `stream`, without their line endings (leading/trailing spaces kept);
-    a usage error for none or for binary data (longllava_cli.paths)."""
-    from longllava_cli.paths import read_stdin_paths as read
-
-    return read(stream)
-
-
 def expand_inputs(args: Sequence[str], *, recursive: bool, stdin: TextIO | None = None) -> list[str]:
     """Inputs of a caption run, normalised, in order, each once (see the module docstring)."""
     from sampling.discover import list_folder_files  # sampling's package init imports torch
 
     expanded: list[str] = []
     for arg in args:
-        paths = read_stdin_paths(stdin or sys.stdin) if arg == "-" else [arg]
+        paths = read_stdin_paths(stdin) if arg == "-" else [arg]
         for path in paths:
             if Path(path).is_dir():
                 files = list_folder_files(Path(path), recursive=recursive)

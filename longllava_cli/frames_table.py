@@ -1,4 +1,5 @@
-"""`longllava frames`: the sampling plans as a JSON-ready description and as a table on stdout.
+"""`longllava frames`: the sampling plans as a JSON-ready description and as a table on stdout,
+and the contact sheet beside them (`show_frames`, the command's call and write steps).
 
 Token counts: `num_visual_tokens` = images × tokens per image, always; with `--model` whose
 folder has a tokenizer, `num_tokens` adds each input's markup text (`<img>`, `</img>`, `<t>`...)
@@ -8,15 +9,50 @@ as the prompt layout tokenises it: the LM positions the input will take.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
-from longllava_cli.output import note, stdout_console
+from longllava_cli.output import note, status, stdout_console, write_json
 
 if TYPE_CHECKING:
-    from longllava_cli.checkpoint import CheckpointSummary
-    from sampling import InputPlan
+    from model.summary import CheckpointSummary
+    from sampling import InputPlan, SamplingOptions
+
+
+@dataclass(frozen=True)
+class SheetRequest:
+    """Where (checked before any decoding: `contact_sheet.check_sheet_path`) and how to draw the
+    contact sheet."""
+
+    path: Path
+    image_format: str
+    columns: int
+    thumb_width: int
+
+
+def show_frames(
+    inputs: list[str], options: SamplingOptions, summary: CheckpointSummary, sheet: SheetRequest | None, *, json: bool
+) -> None:
+    """Plan the inputs, draw the contact sheet if asked, and write the plans (table or JSON)."""
+    from sampling import plan_inputs
+
+    plans = plan_inputs(inputs, options)
+    assert summary.tokens_per_image is not None, "a multimodal model (checked by the command)"
+    description = describe_plans(plans, tokens_per_image=summary.tokens_per_image, model=summary)
+    if sheet is not None:
+        from longllava_cli.contact_sheet import render_contact_sheet, save_sheet
+
+        with status(f"writing {sheet.path}"):
+            picture = render_contact_sheet(plans, options, columns=sheet.columns, thumb_width=sheet.thumb_width)
+            save_sheet(picture, sheet.path, sheet.image_format)
+        description["contact_sheet"] = {"path": str(sheet.path), "width": picture.width, "height": picture.height}
+    if json:
+        write_json(description)
+    else:
+        print_plans(description)
 
 
 def describe_plans(
@@ -48,17 +84,13 @@ def _tokens_per_group(
     plans: Sequence[InputPlan], tokens_per_image: int, model: CheckpointSummary
 ) -> tuple[int, ...] | None:
     """LM positions of each input with the checkpoint's tokenizer; None without a tokenizer.json."""
-    from model.api import group_of
+    from model.prompting import count_tokens_per_input
     from model.tokenizer import TOKENIZER_FILE, load_tokenizer
-    from sampling.prompt import build_prompt_layout, compose_user_content, tokenize_layout
 
     if not (model.path / TOKENIZER_FILE).is_file():
         return None
-    tokenizer = load_tokenizer(model.path)
-    layout = build_prompt_layout(
-        compose_user_content("", [group_of(p) for p in plans]), tokens_per_image=tokens_per_image
-    )
-    return tokenize_layout(layout, tokenizer.encode).num_tokens_per_group
+    encode = load_tokenizer(model.path).encode
+    return count_tokens_per_input(plans, encode=encode, tokens_per_image=tokens_per_image)
 
 
 def print_plans(description: dict[str, Any]) -> None:

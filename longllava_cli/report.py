@@ -1,4 +1,5 @@
-"""`longllava info` and `estimate`: the environment as data, and both reports as text on stdout."""
+"""`longllava info` and `estimate`: the environment and a model's summary as data, the estimate of
+a request from the model's configs alone, and both reports as JSON or text on stdout."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ import importlib
 import os
 import platform
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import Any
 
-from longllava_cli.output import write_text
+from longllava_cli.clickcompat import UsageError
+from longllava_cli.output import write_json, write_text
 
 GiB = 2**30
 # Video decoders sampling can use: import name -> distribution name.
@@ -170,3 +173,53 @@ def print_estimate(result: dict[str, Any]) -> None:
         ("chunk tokens", f"{result['recommended_chunk_tokens']} recommended (--chunk-tokens)"),
     ]  # fmt: skip
     write_text(_lines(rows))
+
+
+def show_info(model: Path | None, vision_tower: Path | None, *, json: bool) -> None:
+    """The environment, and the model's summary from its config.json and headers when one is given."""
+    data: dict[str, Any] = {"environment": describe_environment()}
+    if model is not None:
+        from model.summary import summarize_checkpoint
+
+        data["model"] = summarize_checkpoint(model.expanduser(), vision_tower=vision_tower).to_dict()
+    if json:
+        write_json(data)
+    else:
+        print_info(data)
+
+
+def show_estimate(
+    model: Path,
+    vision_tower: Path | None,
+    *,
+    num_frames: int,
+    budget: int | None,
+    dtype: str | None,
+    chunk_tokens: int,
+    max_new_tokens: int,
+    json: bool,
+) -> None:
+    """The memory a request of `num_frames` frames needs, against `budget` bytes (None: the CUDA
+    device's memory, else RAM), from the model's configs alone."""
+    from model.summary import estimate_request, summarize_checkpoint
+
+    device, source = ("cuda", "--gpu-memory") if budget else (None, None)
+    if budget is None:
+        budget, device, source = default_budget()
+    summary = summarize_checkpoint(model, vision_tower=vision_tower)
+    if summary.vision is None:
+        raise UsageError(f"{model} is a text-only model: it takes no frames")
+    result = estimate_request(
+        summary,
+        num_frames=num_frames,
+        budget=budget,
+        dtype=dtype or summary.dtype,
+        chunk_tokens=chunk_tokens,
+        max_new_tokens=max_new_tokens,
+        device=device,
+    )
+    result["budget_source"] = source
+    if json:
+        write_json(result)
+    else:
+        print_estimate(result)

@@ -22,6 +22,9 @@ import torch
 
 from model.cache import JambaCache
 from model.jamba import JambaLM
+from model.request import GenerationOptions
+
+__all__ = ["ChunkedPrefill", "Generated", "GenerationOptions", "generate", "pick_token"]
 
 
 class ChunkedPrefill:
@@ -69,41 +72,6 @@ class ChunkedPrefill:
         self.filled = 0
         self.seconds += time.perf_counter() - start
         return logits
-
-
-MIN_TEMPERATURE = 0.01
-MAX_TEMPERATURE = 100.0
-MAX_SEED = 2**64 - 1
-
-
-@dataclass(frozen=True, kw_only=True)
-class GenerationOptions:
-    """Decoding settings. temperature 0 is greedy (LongLLaVA's default); otherwise softmax
-    sampling at `temperature`, restricted to the `top_k` most likely tokens (0: all) and to the
-    smallest set whose probability reaches `top_p`, reproducible with `seed`."""
-
-    max_new_tokens: int = 768
-    temperature: float = 0.0
-    top_p: float = 1.0
-    top_k: int = 0
-    seed: int | None = None
-    stop: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        if self.max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
-        # Dividing float32 logits by a tinier temperature overflows to inf and the sampling
-        # probabilities to NaN; vLLM raises such temperatures to 0.01 for the same reason.
-        if not (self.temperature == 0 or MIN_TEMPERATURE <= self.temperature <= MAX_TEMPERATURE):
-            raise ValueError(
-                f"temperature must be 0 (greedy) or in {MIN_TEMPERATURE}..{MAX_TEMPERATURE:g}, got {self.temperature}"
-            )
-        if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
-        if self.top_k < 0:
-            raise ValueError(f"top_k must be >= 0, got {self.top_k}")
-        if self.seed is not None and not 0 <= self.seed <= MAX_SEED:
-            raise ValueError(f"seed must be in 0..2^64-1 (what torch.Generator takes), got {self.seed}")
 
 
 @dataclass(frozen=True)

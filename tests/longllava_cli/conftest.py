@@ -20,6 +20,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from longllava_cli import backend
+from model.request import AskRequest, ModelSpec
 
 WIDTH, HEIGHT = 64, 48
 
@@ -119,19 +120,19 @@ class FakeLibrary:
     """Records `load_model` / `ask` calls; `ask` answers "answer to <question>" unless `fail`
     says otherwise for an input (an exception to raise) ."""
 
-    loads: list[backend.ModelRequest] = field(default_factory=list)
-    requests: list[backend.AskRequest] = field(default_factory=list)
+    loads: list[ModelSpec] = field(default_factory=list)
+    requests: list[AskRequest] = field(default_factory=list)
     fail: Callable[[str], BaseException | None] = lambda path: None
     stream_pieces: tuple[str, ...] = ("ans", "wer")
 
-    def load_model(self, request: backend.ModelRequest) -> str:
+    def load_model(self, request: ModelSpec) -> str:
         self.loads.append(request)
         return "the-model"
 
     def ask(
         self,
         model: Any,
-        request: backend.AskRequest,
+        request: AskRequest,
         on_text: Callable[[int, str], None] | None = None,
         on_progress: Callable[[str, int, int], None] | None = None,
     ):

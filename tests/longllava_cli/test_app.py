@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from longllava_cli.app import app
-from longllava_cli.backend import ModelRequest
+from model.request import ModelSpec as ModelRequest
 
 
 def invoke(runner, *args, input=None, env=None):
@@ -85,7 +85,7 @@ def test_ask_builds_the_request(runner, fake, video, image):
     s, g = request.sampling, request.generation
     assert (s.num_frames, s.fps, s.start, s.end, s.backend, s.tiles) == (16, None, 1.0, 2.5, "opencv", False)
     assert (g.temperature, g.top_p, g.top_k, g.seed, g.max_new_tokens) == (0.7, 0.9, 5, 3, 20)
-    assert request.chunk_tokens == 512
+    assert request.run.chunk_tokens == 512
 
 
 def test_ask_several_questions_and_stdin_paths(runner, fake, video, image):

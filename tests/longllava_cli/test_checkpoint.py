@@ -13,8 +13,9 @@ import pytest
 from safetensors.torch import load_file
 
 from longllava_cli.app import app
-from longllava_cli.checkpoint import count_parameters, estimate_request, parse_size, summarize_checkpoint
+from longllava_cli.build import parse_size
 from model.errors import CheckpointError
+from model.summary import count_parameters, estimate_request, summarize_checkpoint
 from sampling.options import MAX_FRAMES
 
 

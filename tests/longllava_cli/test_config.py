@@ -21,7 +21,7 @@ def test_config_file_sets_defaults(runner, fake, video, tmp_path):
     result = runner.invoke(app, ["ask", str(video), "q", "--config", str(config)])
     assert result.exit_code == 0, result.output
     assert fake.loads[0].path == Path("/models/cfg") and fake.loads[0].dtype == "float16"
-    assert fake.requests[0].sampling.num_frames == 7 and fake.requests[0].chunk_tokens == 99
+    assert fake.requests[0].sampling.num_frames == 7 and fake.requests[0].run.chunk_tokens == 99
 
 
 def test_flags_then_environment_then_config(runner, fake, video, tmp_path):

@@ -45,7 +45,7 @@ def one_line(result) -> str:
 )
 def test_usage_errors_are_one_line_and_exit_2(runner, fake, video, monkeypatch, tmp_path, args, stdin, message):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("longllava_cli.backend.available_devices", lambda: ["cpu"])  # the same on a GPU machine
+    monkeypatch.setattr("model.devices.available_devices", lambda: ["cpu"])  # the same on a GPU machine
     args = [a.replace("{video}", str(video)) for a in args]
     result = invoke(runner, *args, "--model", "m", input=stdin)
     assert result.exit_code == 2, result.output

@@ -18,6 +18,7 @@ from model import load_model
 from model.api import RunOptions, ask, plan_request, prefill_shared
 from model.engine import GenerationOptions
 from model.errors import MemoryBudgetError
+from model.request import AskRequest as Ask
 from model.testing import write_tiny_longllava
 from sampling import InputError, SamplingOptions, iter_frames
 
@@ -71,7 +72,9 @@ def _one_shot_logits(model, request):
 @pytest.mark.parametrize(("num_frames", "chunk"), [(1, 1), (1, 7), (16, 3), (16, 7), (16, 61), (300, 97), (300, 4096)])
 def test_streamed_chunked_prefill_equals_one_shot(tiny, videos, num_frames, chunk):
     model, _ = tiny
-    request = plan_request(model, [videos[num_frames]], "What happens?", sampling=SamplingOptions(num_frames=300))
+    request = plan_request(
+        model, Ask(inputs=[videos[num_frames]], questions="What happens?", sampling=SamplingOptions(num_frames=300))
+    )
     assert len(request.plans[0].frames) == num_frames
     run = RunOptions(chunk_tokens=chunk, vision_batch_size=5, frames_ahead=3)
     shared = prefill_shared(model, request, run, capacity=request.num_tokens(1))
@@ -84,7 +87,9 @@ def test_streamed_chunked_prefill_equals_one_shot(tiny, videos, num_frames, chun
 def test_chunk_boundaries_fall_inside_images_and_separators(tiny, videos):
     """With 16 frames and chunks of 7 positions, boundaries land at every offset of a frame's span."""
     model, _ = tiny
-    request = plan_request(model, [videos[16]], "What happens?", sampling=SamplingOptions(num_frames=16))
+    request = plan_request(
+        model, Ask(inputs=[videos[16]], questions="What happens?", sampling=SamplingOptions(num_frames=16))
+    )
     frame_span = (request.num_shared_tokens - 20) // 16
     offsets = {(c * 7) % frame_span for c in range(1, request.num_shared_tokens // 7)}
     assert len(offsets) == frame_span  # 7 is coprime with the span: every offset is cut at least once
@@ -92,9 +97,11 @@ def test_chunk_boundaries_fall_inside_images_and_separators(tiny, videos):
 
 def test_greedy_answer_equals_one_shot_generation(tiny, videos):
     model, _ = tiny
-    result = ask(model, [videos[16]], "Describe.", sampling=SamplingOptions(num_frames=16),
-                 generation=GenerationOptions(max_new_tokens=6), run=RunOptions(chunk_tokens=13))  # fmt: skip
-    request = plan_request(model, [videos[16]], "Describe.", sampling=SamplingOptions(num_frames=16))
+    result = ask(model, Ask(inputs=[videos[16]], questions="Describe.", sampling=SamplingOptions(num_frames=16),
+                 generation=GenerationOptions(max_new_tokens=6), run=RunOptions(chunk_tokens=13)))  # fmt: skip
+    request = plan_request(
+        model, Ask(inputs=[videos[16]], questions="Describe.", sampling=SamplingOptions(num_frames=16))
+    )
     frames = list(iter_frames(list(request.plans), request.sampling))
     embeds = torch.cat([
         model.merge_embeddings(request.prompt.shared, model.encode_images(torch.stack([f.pixels for f in frames]))),
@@ -116,8 +123,11 @@ def test_forked_questions_equal_independent_runs(tiny, videos):
     model, _ = tiny
     questions = ["What happens?", "What colour is it?", "How many?"]
     options = dict(sampling=SamplingOptions(num_frames=16), generation=GenerationOptions(max_new_tokens=5))
-    together = ask(model, [videos[16]], questions, run=RunOptions(chunk_tokens=11), **options)
-    alone = [ask(model, [videos[16]], q, run=RunOptions(chunk_tokens=11), **options).answers[0] for q in questions]
+    together = ask(model, Ask(inputs=[videos[16]], questions=questions, run=RunOptions(chunk_tokens=11), **options))
+    alone = [
+        ask(model, Ask(inputs=[videos[16]], questions=q, run=RunOptions(chunk_tokens=11), **options)).answers[0]
+        for q in questions
+    ]
     assert together.answers == tuple(alone)
 
 
@@ -125,7 +135,11 @@ def test_result_describes_frames_tokens_and_timings(tiny, videos):
     model, _ = tiny
     streamed = []
     options = dict(sampling=SamplingOptions(num_frames=8), generation=GenerationOptions(max_new_tokens=4))
-    result = ask(model, [videos[16], videos[1]], "Compare.", on_text=lambda n, t: streamed.append((n, t)), **options)
+    result = ask(
+        model,
+        Ask(inputs=[videos[16], videos[1]], questions="Compare.", **options),
+        on_text=lambda n, t: streamed.append((n, t)),
+    )
     video, single = result.inputs
     assert len(video.frames) == 8 and [f.index for f in video.frames] == sorted({f.index for f in video.frames})
     assert all(f.timestamp is not None for f in video.frames) and len(single.frames) == 1
@@ -145,7 +159,15 @@ def test_memory_budget_fails_before_any_decoding(tiny, videos, monkeypatch):
 
     monkeypatch.setattr("model.api.iter_frames", no_decoding)
     with pytest.raises(MemoryBudgetError, match="budget is"):
-        ask(model, [videos[300]], "Q?", sampling=SamplingOptions(num_frames=300), run=RunOptions(memory_budget=10**6))
+        ask(
+            model,
+            Ask(
+                inputs=[videos[300]],
+                questions="Q?",
+                sampling=SamplingOptions(num_frames=300),
+                run=RunOptions(memory_budget=10**6),
+            ),
+        )
 
 
 def test_text_only_model_refuses_media(tmp_path, videos, hf_jamba):
@@ -155,8 +177,10 @@ def test_text_only_model_refuses_media(tmp_path, videos, hf_jamba):
     write_tiny_tokenizer(path)
     text_only = load_model(path)
     with pytest.raises(InputError, match="text-only"):
-        ask(text_only, [videos[1]], "What is this?")
-    answer = ask(text_only, [], "Hello?", generation=GenerationOptions(max_new_tokens=3)).answers[0]
+        ask(text_only, Ask(inputs=[videos[1]], questions="What is this?"))
+    answer = ask(text_only, Ask(inputs=[], questions="Hello?", generation=GenerationOptions(max_new_tokens=3))).answers[
+        0
+    ]
     assert answer.num_tokens <= 3
 
 
@@ -167,11 +191,13 @@ _THOUSAND_FRAMES = textwrap.dedent(
     from model.api import RunOptions, ask
     from model.engine import GenerationOptions
     from model.memory import estimate_memory
+    from model.request import AskRequest
     from sampling import SamplingOptions
     model = load_model(sys.argv[1])
     run = RunOptions(chunk_tokens=512)
-    result = ask(model, [sys.argv[2]], "What happens?", sampling=SamplingOptions(num_frames=1000),
-                 generation=GenerationOptions(max_new_tokens=4), run=run)
+    request = AskRequest(inputs=[sys.argv[2]], questions="What happens?", sampling=SamplingOptions(num_frames=1000),
+                         generation=GenerationOptions(max_new_tokens=4), run=run)
+    result = ask(model, request)
     estimate = estimate_memory(model.config.lm, model.config.vision, dtype="float32",
                                num_tokens=result.num_prompt_tokens + 4, chunk_tokens=512,
                                vision_batch_size=run.vision_batch_size, frames_ahead=run.frames_ahead,

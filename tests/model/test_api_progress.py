@@ -12,6 +12,7 @@ import pytest
 from model import load_model
 from model.api import RunOptions, ask
 from model.engine import GenerationOptions
+from model.request import AskRequest
 from model.testing import write_tiny_longllava
 from sampling import SamplingOptions
 
@@ -32,15 +33,14 @@ def test_progress_follows_the_frames_then_the_questions(tmp_path):
     model = load_model(write_tiny_longllava(tmp_path / "tiny", seed=3))
     video = _video(tmp_path / "v.mp4", 20)
     seen: list[tuple[str, int, int]] = []
-    result = ask(
-        model,
-        [video],
-        ["first?", "second?"],
+    request = AskRequest(
+        inputs=[video],
+        questions=["first?", "second?"],
         sampling=SamplingOptions(num_frames=12),
         generation=GenerationOptions(max_new_tokens=2),
         run=RunOptions(vision_batch_size=5),
-        on_progress=lambda stage, done, total: seen.append((stage, done, total)),
     )
+    result = ask(model, request, on_progress=lambda stage, done, total: seen.append((stage, done, total)))
     frames = len(result.inputs[0].frames)
     assert frames == 12
     assert seen == [("vision", i, 12) for i in range(1, 13)] + [("answer", 0, 2), ("answer", 1, 2)]
@@ -56,7 +56,7 @@ def test_several_questions_count_the_forked_state_in_the_memory_check(tmp_path, 
     model = load_model(write_tiny_longllava(tmp_path / "tiny", seed=3))
     video = _video(tmp_path / "v.mp4", 8)
     generation, sampling = GenerationOptions(max_new_tokens=4), SamplingOptions(num_frames=8)
-    request = plan_request(model, [video], ["a?", "b?"], sampling=sampling)
+    request = plan_request(model, AskRequest(inputs=[video], questions=["a?", "b?"], sampling=sampling))
     tokens = request.num_tokens(generation.max_new_tokens)
     config = model.config
     common = dict(num_tokens=tokens, dtype="float32", mm_hidden_size=config.mm.mm_hidden_size, device="cpu")
@@ -67,4 +67,6 @@ def test_several_questions_count_the_forked_state_in_the_memory_check(tmp_path, 
     check_request_fits(model, tokens, run, num_questions=1)  # one question fits
     monkeypatch.setattr("model.api.iter_frames", lambda *a, **k: (_ for _ in ()).throw(AssertionError("decoded")))
     with pytest.raises(MemoryBudgetError):
-        ask(model, [video], ["a?", "b?"], sampling=sampling, generation=generation, run=run)
+        ask(
+            model, AskRequest(inputs=[video], questions=["a?", "b?"], sampling=sampling, generation=generation, run=run)
+        )

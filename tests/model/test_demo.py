@@ -13,6 +13,7 @@ from model import load_model, read_model_config
 from model.api import ask
 from model.demo import demo_model_dir
 from model.engine import GenerationOptions
+from model.request import AskRequest
 from sampling import SamplingOptions
 
 # Far from the trainer's seeds (< 10⁷ per task) and from its evaluation seeds (777000 + i).
@@ -55,10 +56,12 @@ def test_finds_the_needle_in_a_fresh_video(demo, synthetic, tmp_path):
     folder = _save_frames(item, tmp_path / "haystack")
     result = ask(
         demo,
-        [str(folder)],
-        item.question,
-        sampling=SamplingOptions(num_frames=96),
-        generation=GenerationOptions(max_new_tokens=8),
+        AskRequest(
+            inputs=[str(folder)],
+            questions=item.question,
+            sampling=SamplingOptions(num_frames=96),
+            generation=GenerationOptions(max_new_tokens=8),
+        ),
     )
     assert result.answers[0].text == item.answer
     assert result.num_visual_tokens == 96 * demo.tokens_per_image
@@ -70,6 +73,9 @@ def test_names_the_object_of_fresh_pictures(demo, synthetic, tmp_path):
     for i, item in enumerate(items):
         path = tmp_path / f"{i}.png"
         item.visuals[0].image.save(path)
-        result = ask(demo, [str(path)], item.question, generation=GenerationOptions(max_new_tokens=8))
+        result = ask(
+            demo,
+            AskRequest(inputs=[str(path)], questions=item.question, generation=GenerationOptions(max_new_tokens=8)),
+        )
         answers.append(result.answers[0].text)
     assert answers == [item.answer for item in items]

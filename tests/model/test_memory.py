@@ -163,13 +163,29 @@ def test_a_huge_chunk_is_refused_before_the_engine_allocates_it(tmp_path):
     from model import load_model
     from model.api import RunOptions, ask
     from model.engine import GenerationOptions
+    from model.request import AskRequest
     from model.testing import write_tiny_longllava
 
     model = load_model(write_tiny_longllava(tmp_path / "tiny", shards=1))
     Image.new("RGB", (32, 24), "red").save(tmp_path / "red.png")
     run = RunOptions(chunk_tokens=2**40, memory_budget=64 * GiB)
     with pytest.raises(MemoryBudgetError, match=r"prefill chunk 131072\.\d\) but the budget is 64\.0 GiB"):
-        ask(model, [tmp_path / "red.png"], "What?", generation=GenerationOptions(max_new_tokens=2), run=run)
-    fine = ask(model, [tmp_path / "red.png"], "What?", generation=GenerationOptions(max_new_tokens=2),
-               run=RunOptions(chunk_tokens=64, memory_budget=64 * GiB))  # fmt: skip
+        ask(
+            model,
+            AskRequest(
+                inputs=[tmp_path / "red.png"],
+                questions="What?",
+                generation=GenerationOptions(max_new_tokens=2),
+                run=run,
+            ),
+        )
+    fine = ask(
+        model,
+        AskRequest(
+            inputs=[tmp_path / "red.png"],
+            questions="What?",
+            generation=GenerationOptions(max_new_tokens=2),
+            run=RunOptions(chunk_tokens=64, memory_budget=64 * GiB),
+        ),
+    )
     assert fine.num_prompt_tokens > 0

@@ -1,5 +1,6 @@
 """What a checkpoint is, from its config.json and safetensors headers alone (no weights read,
-nothing built): for `info`, `estimate` and `frames --model`.
+nothing built), and what a request of N frames would need of it: for `longllava info`,
+`estimate` and `frames --model`, and any caller planning before a load or a download.
 
 Layer pattern: one letter per LM layer, M for Mamba and A for attention (LongLLaVA-9B:
 "MMMMAMMM" × 4). Parameters: summed over the tensor shapes in the safetensors headers, or, for
@@ -14,7 +15,6 @@ headers where there are weights.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,8 +32,6 @@ from model.memory import (
 )
 from sampling.options import MAX_FRAMES
 
-_PREFIXES = {"k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*([kmgtKMGT]?)(i?[bB])?\s*$")
 # What limits the most frames a request can take (estimate_request's `max_frames_limited_by`).
 LIMIT_MEMORY, LIMIT_CONTEXT, LIMIT_FRAMES = "memory", "context", "frames limit"
 
@@ -129,17 +127,6 @@ def count_parameters(file: Path) -> int:
     from model.loading import read_safetensors_header
 
     return sum(math.prod(shape) for shape in read_safetensors_header(file).values())
-
-
-def parse_size(text: str) -> int:
-    """ "24GB", "24GiB", "80G", "512MB", "1000000000B", "24" (GiB) → bytes. K/M/G/T are binary
-    (2^10, ...) with or without B / iB: GPU memory is sold and reported in binary units."""
-    match = _SIZE.match(text)
-    if match is None or float(match[1]) <= 0:
-        raise ValueError(f"cannot read {text!r} as a memory size; write e.g. 24GB, 80GiB or 512MB")
-    number, prefix, byte = float(match[1]), match[2].lower(), match[3]
-    scale = _PREFIXES[prefix] if prefix else (1 if byte else _PREFIXES["g"])
-    return int(number * scale)
 
 
 def estimate_request(
