@@ -26,6 +26,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
+from longllava_cli.failures import OutputPathError
 from sampling import InputPlan, SamplingOptions
 from sampling.errors import display_path
 from sampling.frames import load_tiled_picture
@@ -40,10 +41,6 @@ SHEET_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"
 BACKGROUND = (24, 24, 24)
 LABEL_COLOR = (235, 235, 235)
 GRID_COLOR = (255, 200, 0)
-
-
-class OutputPathError(ValueError):
-    """The contact sheet cannot be written where asked (a usage error: nothing was decoded)."""
 
 
 def check_sheet_path(path: Path, inputs: Sequence[str | os.PathLike[str]]) -> str:

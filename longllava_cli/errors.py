@@ -10,10 +10,12 @@ Exit codes (documented in the README):
 
 `report_errors()` wraps every command: an error becomes `error: <message> (hint: <fix>)` on
 stderr, one line, no traceback; `LONGLLAVA_DEBUG=1` prints the traceback first. The classes are
-matched by name along the exception's MRO so this module imports neither torch nor the library
-(`--help` stays instant). `exit_with_code()` wraps the whole run, parsing included: Click's usage
-errors become one `error: ... (see 'longllava CMD --help')` line with exit 2, and an interrupt at
-any moment (`interrupt.was_interrupted()`) exits 130, whatever it broke on the way.
+matched with `isinstance` (`error_rules`, most specific first; every error the tool raises on
+purpose derives from `sampling.errors.LongLLaVAError`); the library's classes are imported only
+when an error is described, so `--help` stays instant. `exit_with_code()` wraps the whole run,
+parsing included: Click's usage errors become one `error: ... (see 'longllava CMD --help')` line
+with exit 2, and an interrupt at any moment (`interrupt.was_interrupted()`) exits 130, whatever it
+broke on the way.
 → huggingface_hub `cli/_errors.py`, simonw/llm `llm/errors.py`.
 """
 
@@ -42,6 +44,8 @@ EXIT_BROKEN_PIPE = 141
 DEBUG_ENV = "LONGLLAVA_DEBUG"
 
 _FEWER_FRAMES = "use fewer --frames (or a lower --fps / --max-frames), a smaller --chunk-tokens or --dtype bfloat16"
+_OTHER_OUTPUT = "choose another --output: a new file, a results file to resume, or - for stdout"
+_CHECKPOINT_FOLDER = "--model takes a LongLLaVA checkpoint folder (config.json, *.safetensors, tokenizer.json)"
 
 
 @dataclass(frozen=True)
@@ -52,29 +56,38 @@ class ErrorRule:
     hint: str = ""
 
 
-# Most specific first: the first class name found in the exception's MRO wins.
-ERROR_TABLE: dict[str, ErrorRule] = {
-    "ResultsFileError": ErrorRule(
-        EXIT_USAGE, "choose another --output: a new file, a results file to resume, or - for stdout"
-    ),
-    "InputError": ErrorRule(EXIT_FAILURE),
-    "CheckpointError": ErrorRule(
-        EXIT_FAILURE, "--model takes a LongLLaVA checkpoint folder (config.json, *.safetensors, tokenizer.json)"
-    ),
-    "ContextTooLongError": ErrorRule(EXIT_FAILURE, _FEWER_FRAMES),
-    "MemoryBudgetError": ErrorRule(EXIT_FAILURE, f"{_FEWER_FRAMES}; `longllava estimate` shows what fits"),
-    "OutOfMemoryError": ErrorRule(EXIT_FAILURE, f"{_FEWER_FRAMES}; `longllava estimate` shows what fits"),
-    "ModelError": ErrorRule(EXIT_FAILURE),
-    "OutputPathError": ErrorRule(EXIT_USAGE),
-    "MemoryError": ErrorRule(EXIT_FAILURE, _FEWER_FRAMES),
-    "ValueError": ErrorRule(EXIT_FAILURE),
-    "OSError": ErrorRule(EXIT_FAILURE),
-}
+_OUT_OF_MEMORY = ErrorRule(EXIT_FAILURE, f"{_FEWER_FRAMES}; `longllava estimate` shows what fits")
+
+
+def error_rules() -> list[tuple[type[BaseException], ErrorRule]]:
+    """(class, rule) pairs, most specific first: the first class the error is an instance of wins.
+    The library's classes are imported here, when an error is described, never at start-up."""
+    from longllava_cli.failures import OutputPathError
+    from longllava_cli.jsonl import ResultsFileError
+    from model.errors import CheckpointError, ContextTooLongError, MemoryBudgetError, ModelError
+    from sampling.errors import InputError, LongLLaVAError
+
+    return [
+        (ResultsFileError, ErrorRule(EXIT_USAGE, _OTHER_OUTPUT)),
+        (OutputPathError, ErrorRule(EXIT_USAGE)),
+        (InputError, ErrorRule(EXIT_FAILURE)),
+        (CheckpointError, ErrorRule(EXIT_FAILURE, _CHECKPOINT_FOLDER)),
+        (ContextTooLongError, ErrorRule(EXIT_FAILURE, _FEWER_FRAMES)),
+        (MemoryBudgetError, _OUT_OF_MEMORY),
+        (ModelError, ErrorRule(EXIT_FAILURE)),
+        (LongLLaVAError, ErrorRule(EXIT_FAILURE)),
+        (MemoryError, ErrorRule(EXIT_FAILURE, _FEWER_FRAMES)),
+        (ValueError, ErrorRule(EXIT_FAILURE)),
+        (OSError, ErrorRule(EXIT_FAILURE)),
+    ]
+
+
 _UNEXPECTED = ErrorRule(EXIT_FAILURE, f"this is a bug; rerun with {DEBUG_ENV}=1 and report the traceback")
 
 
 def is_out_of_memory(error: BaseException) -> bool:
-    """torch.OutOfMemoryError, or the older RuntimeError("CUDA out of memory ...") forms."""
+    """torch.OutOfMemoryError, or the older RuntimeError("CUDA out of memory ...") forms. torch's
+    class is recognised by its name: the table must not import torch to describe an error."""
     if type(error).__name__ == "OutOfMemoryError":
         return True
     return isinstance(error, RuntimeError) and "out of memory" in str(error).lower()
@@ -85,11 +98,10 @@ def describe_error(error: BaseException) -> tuple[str, int]:
     (caption's error records hold it as is)."""
     message = " ".join(str(error).split()) or type(error).__name__
     if is_out_of_memory(error):
-        rule = ERROR_TABLE["OutOfMemoryError"]
+        rule = _OUT_OF_MEMORY
         message = message if "out of memory" in message.lower() else f"out of memory: {message}"
     else:
-        names = {cls.__name__ for cls in type(error).__mro__}
-        rule = next((r for name, r in ERROR_TABLE.items() if name in names), None)
+        rule = next((r for cls, r in error_rules() if isinstance(error, cls)), None)
         if rule is None:
             rule, message = _UNEXPECTED, f"unexpected {type(error).__name__}: {message}"
     if rule.hint:

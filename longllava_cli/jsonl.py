@@ -48,6 +48,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path, PurePath
 from typing import Any, Protocol, TextIO
 
+from sampling.errors import LongLLaVAError
+
 log = logging.getLogger(__name__)
 
 Record = dict[str, Any]
@@ -56,16 +58,16 @@ HEAD_BYTES = 1 << 20  # how much of an existing file `check_results_path` reads:
 HEAD_LINES = 100
 
 
-class ResultsFileError(ValueError):
+class ResultsFileError(LongLLaVAError, ValueError):
     """This path cannot be a results file (it exists and is not one, is special, or is an input);
     nothing was changed."""
 
 
-class OutputLockedError(OSError):
+class OutputLockedError(LongLLaVAError, OSError):
     """Another process holds the results file."""
 
 
-class ResultsWriteError(OSError):
+class ResultsWriteError(LongLLaVAError, OSError):
     """A record could not be written (disk full, I/O error); the file ends at its last whole line."""
 
 

@@ -52,13 +52,11 @@ def is_quiet() -> bool:
     return _Settings.quiet
 
 
-class StdoutClosedError(OSError):
-    """Standard output was closed before the command started (`>&-`)."""
-
-
 def require_stdout() -> None:
     """Fail before any work when there is no stdout to write results to."""
     if sys.stdout is None:
+        from longllava_cli.failures import StdoutClosedError
+
         raise StdoutClosedError(
             "standard output is closed, so the results have nowhere to go; redirect it to a file or /dev/null"
         )

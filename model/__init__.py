@@ -11,12 +11,52 @@ Public API:
 - configs (`JambaConfig`, `CLIPVisionConfig`, `LongLLaVAConfig`, `ModelConfig`) and errors.
 """
 
-from model.cache import JambaCache, new_cache
-from model.config import CLIPVisionConfig, JambaConfig, LongLLaVAConfig, ModelConfig
-from model.errors import CheckpointError, ContextTooLongError, MemoryBudgetError, ModelError
-from model.jamba import JambaLM
-from model.loading import load_language_model
-from model.longllava import LongLLaVA, load_model, read_model_config
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# Public names and the module each lives in, loaded on first use (PEP 562): `import model.errors`
+# or `model.request` (the CLI's error table, its request building) loads neither torch nor media
+# libraries; `from model import load_model` loads what loading needs.
+_EXPORTS = {
+    "JambaCache": "model.cache",
+    "new_cache": "model.cache",
+    "CLIPVisionConfig": "model.config",
+    "JambaConfig": "model.config",
+    "LongLLaVAConfig": "model.config",
+    "ModelConfig": "model.config",
+    "CheckpointError": "model.errors",
+    "ContextTooLongError": "model.errors",
+    "MemoryBudgetError": "model.errors",
+    "ModelError": "model.errors",
+    "JambaLM": "model.jamba",
+    "load_language_model": "model.loading",
+    "LongLLaVA": "model.longllava",
+    "load_model": "model.longllava",
+    "read_model_config": "model.longllava",
+}
+
+if TYPE_CHECKING:
+    from model.cache import JambaCache, new_cache
+    from model.config import CLIPVisionConfig, JambaConfig, LongLLaVAConfig, ModelConfig
+    from model.errors import CheckpointError, ContextTooLongError, MemoryBudgetError, ModelError
+    from model.jamba import JambaLM
+    from model.loading import load_language_model
+    from model.longllava import LongLLaVA, load_model, read_model_config
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'model' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     "CLIPVisionConfig",

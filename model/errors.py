@@ -3,8 +3,10 @@ limit at fault and says what to do; the CLI maps each class to an exit code in o
 
 from __future__ import annotations
 
+from sampling.errors import LongLLaVAError
 
-class ModelError(Exception):
+
+class ModelError(LongLLaVAError):
     """Base class of the model package's errors."""
 
 

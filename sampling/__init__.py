@@ -14,13 +14,50 @@ message; what a plan leaves out is issued as warnings (`SamplingNotice`, and `Da
 for media used only as far as it decodes). Animated GIF, WebP and PNG are videos.
 """
 
-from sampling.errors import DamagedMediaWarning, InputError, SamplingNotice
-from sampling.frames import SampledFrame, iter_frames
-from sampling.gop import DecodeStats
-from sampling.options import MAX_FRAMES, SamplingOptions
-from sampling.plan import InputPlan, PlannedFrame, SkippedInput, plan_inputs
-from sampling.preprocess import CLIP_MEAN, CLIP_STD, PAD_COLOR, preprocess_image
-from sampling.probe import VideoInfo
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# Public names and the module each lives in. They load on first use (PEP 562), so `import sampling`
+# (e.g. for `sampling.errors`) costs nothing, and no video decoder loads before a file is read.
+_EXPORTS = {
+    "DamagedMediaWarning": "sampling.errors",
+    "InputError": "sampling.errors",
+    "SamplingNotice": "sampling.errors",
+    "SampledFrame": "sampling.frames",
+    "iter_frames": "sampling.frames",
+    "DecodeStats": "sampling.gop",
+    "MAX_FRAMES": "sampling.options",
+    "SamplingOptions": "sampling.options",
+    "InputPlan": "sampling.plan",
+    "PlannedFrame": "sampling.plan",
+    "SkippedInput": "sampling.plan",
+    "plan_inputs": "sampling.plan",
+    "CLIP_MEAN": "sampling.preprocess",
+    "CLIP_STD": "sampling.preprocess",
+    "PAD_COLOR": "sampling.preprocess",
+    "preprocess_image": "sampling.preprocess",
+    "VideoInfo": "sampling.video_info",
+}
+
+if TYPE_CHECKING:
+    from sampling.errors import DamagedMediaWarning, InputError, SamplingNotice
+    from sampling.frames import SampledFrame, iter_frames
+    from sampling.gop import DecodeStats
+    from sampling.options import MAX_FRAMES, SamplingOptions
+    from sampling.plan import InputPlan, PlannedFrame, SkippedInput, plan_inputs
+    from sampling.preprocess import CLIP_MEAN, CLIP_STD, PAD_COLOR, preprocess_image
+    from sampling.video_info import VideoInfo
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'sampling' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "CLIP_MEAN",
@@ -41,3 +78,7 @@ __all__ = [
     "plan_inputs",
     "preprocess_image",
 ]
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

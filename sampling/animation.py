@@ -23,6 +23,8 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+from sampling.errors import LongLLaVAError
+
 # Browsers show frames of 10 ms or less for 100 ms (WebKit/Blink/Gecko image decoders).
 MIN_SHOWN_MS = 10
 DEFAULT_SHOWN_MS = 100
@@ -41,7 +43,7 @@ class AnimationTiming:
     complete: bool
 
 
-class AnimationFormatError(ValueError):
+class AnimationFormatError(LongLLaVAError, ValueError):
     """The file's structure cannot be read as the format Pillow recognised."""
 
 

@@ -1,4 +1,9 @@
-"""Typed errors of the sampling package.
+"""Typed errors of the sampling package, and the base class of every error longllava raises.
+
+`LongLLaVAError` is the one base: the model package's errors, the sampling package's and the
+CLI's own derive from it (sampling is the package every other one may import), so a caller can
+catch everything the tool raises on purpose in one clause, and the CLI's error table matches
+classes with `isinstance`.
 
 `InputError` is the one error users see: a one-line message that names the file, says what is
 wrong with it and what to do, chained (`raise ... from e`) to the library error behind it.
@@ -16,7 +21,12 @@ import os
 from pathlib import Path
 
 
-class InputError(Exception):
+class LongLLaVAError(Exception):
+    """An error longllava raises on purpose: a one-line message naming what is wrong (the file, the
+    option, the limit) and what to do. Subclasses say which kind."""
+
+
+class InputError(LongLLaVAError):
     """A path given to sampling is missing, unreadable, not media, or asks for the impossible."""
 
 
@@ -28,7 +38,7 @@ class DamagedMediaWarning(SamplingNotice):
     """A damaged or truncated file is used as far as it decodes."""
 
 
-class BackendError(Exception):
+class BackendError(LongLLaVAError):
     """A video backend cannot serve this file (internal: triggers the fallback to the next one)."""
 
 

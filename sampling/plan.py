@@ -34,8 +34,7 @@ from sampling.images import read_image_size
 from sampling.indices import select_frames, spread_evenly
 from sampling.options import SamplingOptions
 from sampling.preprocess import fit_tile_grid
-from sampling.probe import VideoInfo, probe_video
-from sampling.sniff import describe_unusable, detect_media_kind
+from sampling.video_info import VideoInfo
 
 PlanKind = Literal["image", "tiled", "video", "sequence"]
 PathLike = str | os.PathLike[str]
@@ -142,6 +141,8 @@ def notice_category(plan: InputPlan, text: str) -> type[SamplingNotice]:
 
 def plan_file(path: Path, options: SamplingOptions) -> InputPlan:
     """The plan of one image or video file; tiles only apply to files named directly."""
+    from sampling.sniff import describe_unusable, detect_media_kind  # PyAV loads with the first file read
+
     kind = detect_media_kind(path)
     if kind == "video":
         return plan_video(path, options)
@@ -151,6 +152,8 @@ def plan_file(path: Path, options: SamplingOptions) -> InputPlan:
 
 
 def plan_video(path: Path, options: SamplingOptions) -> InputPlan:
+    from sampling.probe import probe_video
+
     info = probe_video(path)
     selection = select_frames(
         info.timestamps,
@@ -194,6 +197,8 @@ def plan_image(path: Path, options: SamplingOptions, *, tiles: bool) -> InputPla
 
 def plan_folder(folder: Path, options: SamplingOptions) -> list[InputPlan]:
     """A "sequence" plan for the folder's images and a "video" plan per video, in file order."""
+    from sampling.sniff import describe_unusable, detect_media_kind
+
     files = list_folder_files(folder, recursive=options.recursive)
     images: list[Path] = []
     plans: list[tuple[int, InputPlan]] = []  # (position of first file, plan)

@@ -29,10 +29,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from sampling.errors import LongLLaVAError
+
 IMAGE_SLOT = "<image>"
 
 
-class PromptError(ValueError):
+class PromptError(LongLLaVAError, ValueError):
     """The question and the visual inputs cannot be laid out as asked."""
 
 

@@ -22,11 +22,7 @@ import numpy as np
 from sampling.errors import BackendError, InputError, display_path
 from sampling.gop import DecodeStats
 from sampling.options import Backend
-from sampling.probe import VideoInfo
-from sampling.video_decord import read_frames_decord
-from sampling.video_opencv import read_frames_opencv
-from sampling.video_pillow import read_frames_pillow
-from sampling.video_pyav import read_frames_pyav
+from sampling.video_info import VideoInfo
 
 log = logging.getLogger(__name__)
 
@@ -59,11 +55,7 @@ def read_video_frames(
         except BackendError as e:
             raise InputError(f"{shown}: {e}; the animated image may be damaged, try re-saving it") from e
         return
-    readers: dict[str, Reader] = {
-        "pyav": lambda i, idx: read_frames_pyav(i, idx, stats=stats),
-        "decord": lambda i, idx: read_frames_decord(i, idx, batch_size=batch_size),
-        "opencv": lambda i, idx: read_frames_opencv(i, idx),
-    }
+    readers = _readers(batch_size, stats)
     remaining = [int(i) for i in indices]
     failures: list[str] = []
     for name in backend_order(backend):
@@ -90,3 +82,45 @@ def read_video_frames(
         f"{shown}: frame {remaining[0]} cannot be decoded ({'; '.join(failures)}); "
         "the file may be damaged, try re-encoding it"
     )
+
+
+def _readers(batch_size: int, stats: DecodeStats | None) -> dict[str, Reader]:
+    return {
+        "pyav": lambda i, idx: read_frames_pyav(i, idx, stats=stats),
+        "decord": lambda i, idx: read_frames_decord(i, idx, batch_size=batch_size),
+        "opencv": lambda i, idx: read_frames_opencv(i, idx),
+    }
+
+
+# Each backend's reader, its decoder library (PyAV, decord, OpenCV) imported only when it first
+# reads a file, so that importing `sampling` (or `model`) loads none of them.
+
+
+def read_frames_pyav(
+    info: VideoInfo, indices: Sequence[int], *, stats: DecodeStats | None = None
+) -> Iterator[tuple[int, np.ndarray]]:
+    from sampling.video_pyav import read_frames_pyav as read
+
+    return read(info, indices, stats=stats)
+
+
+def read_frames_decord(
+    info: VideoInfo, indices: Sequence[int], *, batch_size: int = 8
+) -> Iterator[tuple[int, np.ndarray]]:
+    from sampling.video_decord import read_frames_decord as read
+
+    return read(info, indices, batch_size=batch_size)
+
+
+def read_frames_opencv(info: VideoInfo, indices: Sequence[int]) -> Iterator[tuple[int, np.ndarray]]:
+    from sampling.video_opencv import read_frames_opencv as read
+
+    return read(info, indices)
+
+
+def read_frames_pillow(
+    info: VideoInfo, indices: Sequence[int], *, stats: DecodeStats | None = None
+) -> Iterator[tuple[int, np.ndarray]]:
+    from sampling.video_pillow import read_frames_pillow as read
+
+    return read(info, indices, stats=stats)
