@@ -34,11 +34,12 @@ def _importable(module: str) -> bool:
 
 
 def describe_environment() -> dict[str, Any]:
-    """Versions, devices, CUDA kernels and video decoders available to this process."""
+    """Versions, devices, CUDA kernels and video decoders available to this process, and the
+    implementations the Mamba mixer and attention run for inference on each device."""
     import torch
 
     from model.cpu_kernels import kernels_status
-    from model.scan import mamba_kernels_available
+    from model.dispatch import inference_paths_here, mamba_kernels_available
 
     cuda = torch.cuda.is_available()
     devices = []
@@ -58,6 +59,7 @@ def describe_environment() -> dict[str, Any]:
         "mamba_ssm": _version("mamba-ssm"),
         "causal_conv1d": _version("causal-conv1d"),
         "cpu_kernels": dict(zip(("compiled", "detail"), kernels_status(), strict=True)),
+        "inference_paths": inference_paths_here(),
         "video_backends": {
             name: _version(dist) or "installed" if _importable(name) else None for name, dist in VIDEO_BACKENDS.items()
         },
@@ -121,6 +123,21 @@ def _most_frames(result: dict[str, Any]) -> str:
     return f"{result['max_frames']:,} (limited by {limited}; {others})"
 
 
+def _path_rows(paths: dict[str, dict]) -> list[tuple[str, str]]:
+    """One row per layer kind and device, e.g. ("attention (cpu)", "prefill compiled (float32), ...")."""
+    rows = []
+    for device, layers in paths.items():
+        mamba, attention = layers["mamba"], layers["attention"]
+        prefill, decode = (f"{p['conv']} conv + {p['scan']} scan" for p in (mamba["prefill"], mamba["decode"]))
+        rows.append((f"mamba ({device})", f"prefill {prefill}; decode {decode}"))
+        rows.append((
+            f"attention ({device})",
+            f"prefill {attention['prefill_float32']} (float32), {attention['prefill_bfloat16']} (bfloat16); "
+            f"decode {attention['decode']}",
+        ))  # fmt: skip
+    return rows
+
+
 def print_info(data: dict[str, Any]) -> None:
     env = data["environment"]
     backends = ", ".join(f"{k} {v}" if v else f"{k} (not available)" for k, v in env["video_backends"].items())
@@ -134,6 +151,7 @@ def print_info(data: dict[str, Any]) -> None:
         ("gpus", devices),
         ("mamba kernels", "available" if env["mamba_kernels"] else "not available"),
         ("cpu kernels", "compiled" if cpu["compiled"] else f"not used ({cpu['detail']}): PyTorch mixer code"),
+        *_path_rows(env["inference_paths"]),
         ("video backends", backends),
     ]
     model = data.get("model")

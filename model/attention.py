@@ -4,8 +4,9 @@ Glossary: b batch, l new tokens (queries), s all tokens (keys, cached + new), h 
 h_kv key/value heads, g = h / h_kv queries per KV head, hd head dim.
 
 A chunk of l queries after s - l cached keys needs a *bottom-right* aligned causal mask (query i
-sees keys ≤ s - l + i); SDPA's `is_causal` is top-left aligned, and an explicit l×s mask grows
-with the context (REFERENCE §2). So `causal_attention` is a tiled online-softmax attention
+sees keys ≤ s - l + i); SDPA's `is_causal` is top-left aligned (pytorch/pytorch:
+torch/nn/attention/bias.py explains both alignments), and an explicit l×s mask grows with the
+context. So `causal_attention` is a tiled online-softmax attention
 (FlashAttention's recurrence in plain PyTorch): key tiles left of the diagonal need no mask, the
 few tiles on it get an [l_q, s_k] one, tiles right of it are skipped. GQA folds the g query heads
 of a KV head into the query rows, so K/V are never repeated. Memory: a few score tiles (~24 MB).
@@ -15,8 +16,10 @@ recurrence in C, the whole chunk against cache and itself in one pass); otherwis
 torch has its private flash kernel (it returns each row's log-sum-exp),
 `causal_attention_flash_cpu` runs the cached keys and the chunk's own keys as two kernel calls
 merged exactly; the tiled attention is the fallback and the twin both are tested against.
-While autograd records (training), `Attention` uses differentiable twins instead (see
-`_attend_for_training`): the tiles are updated in place, which autograd cannot replay.
+While autograd records (training), `Attention` uses differentiable twins instead: the tiles are
+updated in place, which autograd cannot replay. Without cached keys SDPA's top-left `is_causal`
+is the right mask, with them the plain reference. `attention_path` picks among all these
+(`model.dispatch.choose_attention_path`) and `attend` runs the pick.
 """
 
 from __future__ import annotations
@@ -27,13 +30,8 @@ from torch import nn
 
 from model.cache import AttentionCache
 from model.config import JambaConfig
-from model.cpu_kernels import (
-    ATTENTION_ROWS,
-    MAX_ATTENTION_KEYS,
-    MAX_HEAD_DIM,
-    attention_compiled,
-    kernels_available,
-)
+from model.cpu_kernels import MAX_ATTENTION_KEYS, attention_compiled, kernels_available
+from model.dispatch import FLASH_CPU_OP, AttentionPath, choose_attention_path, flash_cpu_available
 
 # Elements of one float32 score tile [b, h, q_block, k_tile]: 8 MB; with its mask and the
 # product with V it is the attention's whole working memory on CPU.
@@ -69,15 +67,6 @@ def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch
     return out.view(b, h, l, hd)
 
 
-# PyTorch's CPU flash-attention kernel, which returns the log-sum-exp of each query row; private
-# (the public SDPA returns no LSE), so looked up once and optional.
-_FLASH_CPU = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
-
-
-def flash_cpu_available() -> bool:
-    return _FLASH_CPU is not None
-
-
 def causal_attention_flash_cpu(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """Bottom-right causal GQA attention from two calls of PyTorch's CPU flash kernel, merged
     exactly by their log-sum-exps: the chunk against the cached keys (every key visible, no
@@ -90,11 +79,11 @@ def causal_attention_flash_cpu(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
     k_new, v_new = k[:, :, past:], v[:, :, past:]
     if g > 1:
         k_new, v_new = k_new.repeat_interleave(g, dim=1), v_new.repeat_interleave(g, dim=1)
-    own, own_lse = _FLASH_CPU(q, k_new, v_new, 0.0, True)  # [b, h, l, hd], [b, h, l]
+    own, own_lse = FLASH_CPU_OP(q, k_new, v_new, 0.0, True)  # [b, h, l, hd], [b, h, l]
     if past == 0:
         return own
     rows = q.reshape(b, h_kv, g * l, hd)
-    cached, cached_lse = _FLASH_CPU(rows, k[:, :, :past], v[:, :, :past], 0.0, False)
+    cached, cached_lse = FLASH_CPU_OP(rows, k[:, :, :past], v[:, :, :past], 0.0, False)
     cached, cached_lse = cached.reshape(b, h, l, hd), cached_lse.reshape(b, h, l)
     total = torch.logaddexp(cached_lse, own_lse)
     out = cached.float() * (cached_lse - total).exp_()[..., None]
@@ -111,27 +100,10 @@ def causal_attention_compiled(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor)
     return out.view(b, h, l, hd)
 
 
-def _compiled_attention_fits(q: torch.Tensor, k: torch.Tensor) -> bool:
-    """The compiled kernel built and takes these: float32, a head_dim it handles, and at least one
-    full block of query rows (decode steps, with g·1 rows, stay with the flash kernel)."""
-    hd = q.shape[-1]
-    return (
-        q.dtype == torch.float32
-        and k.dtype == torch.float32
-        and hd % 8 == 0
-        and hd <= MAX_HEAD_DIM
-        and q.shape[1] * q.shape[2] // k.shape[1] >= ATTENTION_ROWS
-        and k.shape[2] <= MAX_ATTENTION_KEYS
-        and kernels_available()
-    )
-
-
 def causal_attention_cpu(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """The CPU's fastest exact path for this call: the compiled kernel, else PyTorch's flash kernel
     pair, else the tiled attention. Same contract as `causal_attention`."""
-    if _compiled_attention_fits(q, k):
-        return causal_attention_compiled(q, k, v)
-    return causal_attention_flash_cpu(q, k, v) if flash_cpu_available() else causal_attention(q, k, v)
+    return attend(attention_path(q, k, device="cpu"), q, k, v)
 
 
 def causal_attention_cuda(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -143,6 +115,13 @@ def causal_attention_cuda(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> 
 
     bias = causal_lower_right(q.shape[2], k.shape[2])
     return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, enable_gqa=True)
+
+
+def causal_attention_sdpa_square(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """SDPA with its top-left `is_causal`, which is the right mask only when the queries are all
+    the keys (l == s, nothing cached); differentiable, unlike the tiled and compiled paths.
+    Same contract as `causal_attention` otherwise."""
+    return F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
 
 
 def _attend_block(rows: torch.Tensor, k: torch.Tensor, v: torch.Tensor, first_pos: int, g: int) -> torch.Tensor:
@@ -171,11 +150,39 @@ def _attend_block(rows: torch.Tensor, k: torch.Tensor, v: torch.Tensor, first_po
     return (acc / denom).to(rows.dtype).view(b, h_kv, g, lq, hd)
 
 
-def _attend_for_device(device: torch.device):
-    """CUDA: SDPA with a lower-right bias; CPU: `causal_attention_cpu`; elsewhere the tiled attention."""
-    if device.type == "cuda":
-        return causal_attention_cuda
-    return causal_attention_cpu if device.type == "cpu" else causal_attention
+def attention_path(
+    q: torch.Tensor, k: torch.Tensor, *, training: bool = False, device: str | None = None
+) -> AttentionPath:
+    """The path for queries q [b, h, l, hd] over keys k [b, h_kv, s, hd]: `model.dispatch.
+    choose_attention_path` with these shapes and this process's kernels, for q's device type or
+    `device`."""
+    device = device or q.device.type
+    return choose_attention_path(
+        device,
+        q.dtype,
+        queries=q.shape[2],
+        keys=k.shape[2],
+        heads=q.shape[1],
+        kv_heads=k.shape[1],
+        head_dim=q.shape[3],
+        training=training,
+        cpu_kernels=device == "cpu" and kernels_available(),  # never built for a CUDA run
+        flash_cpu=flash_cpu_available(),
+        max_keys=MAX_ATTENTION_KEYS,
+    )
+
+
+def attend(path: AttentionPath, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Run `path` on q [b, h, l, hd] and k, v [b, h_kv, s, hd] (queries the last l) -> [b, h, l, hd]."""
+    run = {
+        AttentionPath.SDPA_CAUSAL: causal_attention_sdpa_square,
+        AttentionPath.SDPA_LOWER_RIGHT: causal_attention_cuda,
+        AttentionPath.COMPILED: causal_attention_compiled,
+        AttentionPath.FLASH_CPU: causal_attention_flash_cpu,
+        AttentionPath.TILED: causal_attention,
+        AttentionPath.REFERENCE: attention_reference,
+    }[path]  # looked up when called, so that tests can replace a path's function
+    return run(q, k, v)
 
 
 class Attention(nn.Module):
@@ -197,20 +204,9 @@ class Attention(nn.Module):
         k = self.k_proj(x).view(b, l, self.num_kv_heads, self.head_dim).transpose(1, 2)
         v = self.v_proj(x).view(b, l, self.num_kv_heads, self.head_dim).transpose(1, 2)
         k_all, v_all = cache.append(k, v)
-        out = self._attend_for_training(q, k, v, k_all, v_all) if q.requires_grad else None
-        if out is None:
-            out = _attend_for_device(x.device)(q, k_all, v_all)
+        training = torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)
+        path = attention_path(q, k_all, training=training)
+        # Without cached keys the chunk's own K/V are all the keys: the training SDPA takes them
+        # directly, so that autograd need not go through the cache's copy.
+        out = attend(path, q, k, v) if path is AttentionPath.SDPA_CAUSAL else attend(path, q, k_all, v_all)
         return self.o_proj(out.transpose(1, 2).reshape(b, l, -1))
-
-    @staticmethod
-    def _attend_for_training(
-        q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, k_all: torch.Tensor, v_all: torch.Tensor
-    ) -> torch.Tensor | None:
-        """A differentiable attention when autograd records (the tiled path works in place on its
-        score tiles, which autograd cannot replay); None when no graph is being built. Without
-        cached keys SDPA's top-left `is_causal` is the right mask, with them the plain reference."""
-        if not torch.is_grad_enabled():
-            return None
-        if k_all.shape[2] == q.shape[2]:
-            return F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
-        return attention_reference(q, k_all, v_all)

@@ -12,10 +12,10 @@ use, optional.
   and gradients: the forward keeps every state, the backward runs the reverse-time recurrence
   per channel block with all elementwise math in registers.
 Each equals its PyTorch twin up to float32 rounding (exp and log are polynomials to ~2 ulp). The
-scan keeps a block of 64 channels' state in L1 for the whole sequence, does all elementwise
-math in registers and prefetches rows a few tokens ahead (a block's rows are a page apart,
-where the hardware prefetcher stops), where `scan_blocked` pays one dispatched op per token and
-a pass over memory for every intermediate.
+scan keeps a block of SCAN_BLOCK channels' state in L1 for the whole sequence, does all
+elementwise math in registers and prefetches rows a few tokens ahead (a block's rows are a page
+apart, where the hardware prefetcher stops), where `scan_blocked` pays one dispatched op per
+token and a pass over memory for every intermediate.
 
 Nothing here is required: without a C compiler (`$CC`, else `cc`, `gcc` or `clang`), when the
 build fails, or with `LONGLLAVA_CPU_KERNELS=0`, `kernels_status()` says why and the mixer uses
@@ -24,11 +24,17 @@ its PyTorch twins. The shared library is built once per source, compiler and CPU
 (`model.kernel_cache`: libraries load from nowhere else), written under a temporary name and
 renamed, so concurrent first uses do not see a half-written file; a failed build is remembered
 there too (delete the folder to retry after installing a compiler or OpenMP).
+
+The C interface is defined here once: the limits both sides rely on (`MAX_D_STATE`, ...) and the
+status codes are compiled in as -D values (`kernel_defines`, part of the library's cache key;
+`kernel_limits` asks a loaded library for them), `SIGNATURES` names every entry point's
+parameters, and `_call` checks every status (`check_status`: MemoryError, ValueError).
 """
 
 from __future__ import annotations
 
 import ctypes
+import enum
 import functools
 import hashlib
 import os
@@ -36,6 +42,7 @@ import platform
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -43,12 +50,83 @@ from model.kernel_cache import is_trusted_file, kernel_cache_dir
 
 KERNEL_SOURCE = Path(__file__).with_name("kernels") / "cpu_kernels.c"
 DISABLE_ENV = "LONGLLAVA_CPU_KERNELS"  # "0" turns the compiled kernels off
-MAX_D_STATE = 256  # MAX_N in the C source
-MAX_D_CONV = 16  # MAX_K
+# The limits both sides rely on, defined here only: the C source is compiled with each as a -D
+# value of the same name (`kernel_defines`) and refuses to build without them.
+MAX_D_STATE = 256
+MAX_D_CONV = 16
 MAX_HEAD_DIM = 256  # the attention's; head_dim must also be a multiple of 8
-ATTENTION_ROWS = 32  # ATT_ROWS: query rows are computed in blocks of this many (fewer are padded)
+ATTENTION_ROWS = 32  # query rows are computed in blocks of this many (fewer are padded); two 16-lane vectors
 MAX_ATTENTION_KEYS = 1 << 24  # the causal mask compares key positions as float32, exact to 2^24
-_BLOCK = 64  # BLOCK: channels per work item (the backward's partial sums come per block)
+SCAN_BLOCK = 64  # channels per work item (the backward's partial sums of dB, dC come per block)
+
+
+class KernelStatus(enum.IntEnum):
+    """What every entry point returns (passed to the C source as KERNEL_OK, ...)."""
+
+    OK = 0
+    BAD_ARGUMENT = 1  # a size out of range; nothing was written
+    OUT_OF_MEMORY = 2  # a working buffer could not be allocated
+
+
+def kernel_defines() -> dict[str, int]:
+    """The -D values the C source is compiled with, by name: the limits above and the status codes."""
+    limits = {
+        "SCAN_BLOCK": SCAN_BLOCK,
+        "MAX_D_STATE": MAX_D_STATE,
+        "MAX_D_CONV": MAX_D_CONV,
+        "MAX_HEAD_DIM": MAX_HEAD_DIM,
+        "ATTENTION_ROWS": ATTENTION_ROWS,
+        "MAX_ATTENTION_KEYS": MAX_ATTENTION_KEYS,
+    }
+    return limits | {f"KERNEL_{status.name}": int(status) for status in KernelStatus}
+
+
+_POINTER, _SIZE = ctypes.c_void_p, ctypes.c_int64
+
+
+def _named(ctype: Any, *names: str) -> tuple[tuple[str, Any], ...]:
+    return tuple((name, ctype) for name in names)
+
+
+# Every entry point's parameters, by name and in the C source's order (all return an int status,
+# `KernelStatus`): argtypes are built from this table and calls name their arguments (`_call`).
+# Pointer parameters take a tensor (its data) or None (NULL, where the C source allows it).
+SIGNATURES: dict[str, tuple[tuple[str, Any], ...]] = {
+    "selective_scan_f32": (
+        *_named(_POINTER, "x", "delta", "A", "B", "C", "dt_bias", "D", "z"),
+        *_named(_SIZE, "z_batch", "z_row"),
+        *_named(_POINTER, "state", "y"),
+        *_named(_SIZE, "b", "l", "d", "n", "num_threads"),
+    ),
+    "selective_scan_hist_f32": (
+        *_named(_POINTER, "x", "delta", "A", "B", "C", "state", "y", "hist"),
+        *_named(_SIZE, "b", "l", "d", "n", "num_threads"),
+    ),
+    "selective_scan_bwd_f32": (
+        *_named(_POINTER, "x", "delta", "A", "B", "C", "state0", "hist", "dy", "dlast"),
+        *_named(_POINTER, "dx", "ddelta", "dA", "dB", "dC", "dstate"),
+        *_named(_SIZE, "b", "l", "d", "n", "num_threads"),
+    ),
+    "causal_conv_silu_f32": (
+        *_named(_POINTER, "x"),
+        *_named(_SIZE, "x_batch", "x_row"),
+        *_named(_POINTER, "tail", "w", "bias", "out"),
+        *_named(_SIZE, "b", "l", "d", "k", "num_threads"),
+    ),
+    "attention_f32": (
+        *_named(_POINTER, "q"),
+        *_named(_SIZE, "q_head", "q_row"),
+        *_named(_POINTER, "k"),
+        *_named(_SIZE, "k_head", "k_row"),
+        *_named(_POINTER, "v"),
+        *_named(_SIZE, "v_head", "v_row"),
+        *_named(_POINTER, "out", "lse"),
+        *_named(_SIZE, "heads", "rows", "keys", "hd", "causal_len"),
+        *_named(ctypes.c_float, "scale"),
+        *_named(_SIZE, "num_threads"),
+    ),
+    "kernel_limit": (("name", ctypes.c_char_p), ("value", ctypes.POINTER(ctypes.c_int64))),
+}
 # No FP-exception semantics are used, so selects may evaluate both sides: the loops vectorise.
 # ISO C mode forbids contracting a * b + c into one FMA; the polynomials want it (measured on a
 # 2048-token chunk at d_inner 1024: the scan 18.2 -> 13.8 ms, 8.9 with the prefetch).
@@ -88,9 +166,15 @@ def _compiler_version(compiler: str) -> str:
     return subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=60).stdout
 
 
+def _command_flags(flags: tuple[str, ...]) -> tuple[str, ...]:
+    """The compiler flags of one attempt with the -D values of `kernel_defines` appended."""
+    return (*flags, *(f"-D{name}={value}" for name, value in kernel_defines().items()))
+
+
 def _target(compiler: str, flags: tuple[str, ...]) -> Path:
-    """The library's path in the private cache: named by the source, compiler, flags and CPU."""
-    parts = (KERNEL_SOURCE.read_bytes(), compiler, _compiler_version(compiler), *flags)
+    """The library's path in the private cache: named by the source, compiler, flags (with the -D
+    values) and CPU."""
+    parts = (KERNEL_SOURCE.read_bytes(), compiler, _compiler_version(compiler), *_command_flags(flags))
     machine = (_cpu_identity() + platform.machine()).encode()
     key = hashlib.sha256(b"\0".join(x.encode() if isinstance(x, str) else x for x in parts) + machine).hexdigest()
     return kernel_cache_dir() / f"longllava_cpu-{key[:16]}.so"
@@ -110,9 +194,8 @@ def _build(compiler: str) -> Path:
             error = failed.read_text(encoding="utf-8", errors="replace")[:500]
             continue
         partial = target.with_name(f"{target.stem}.{os.getpid()}.tmp")
-        result = subprocess.run(
-            [compiler, *flags, "-o", str(partial), str(KERNEL_SOURCE)], capture_output=True, text=True, timeout=300
-        )
+        command = [compiler, *_command_flags(flags), "-o", str(partial), str(KERNEL_SOURCE)]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=300)
         if result.returncode == 0:
             partial.chmod(0o755)  # whatever the umask: a group-writable library would not be trusted
             partial.replace(target)
@@ -139,25 +222,49 @@ def _load() -> tuple[ctypes.CDLL | None, str]:
 
 
 def _open(path: Path) -> ctypes.CDLL:
-    """Load a built library and declare its entry points' signatures."""
+    """Load a built library and declare its entry points' signatures from `SIGNATURES`."""
     library = ctypes.CDLL(str(path))
-    pointer, size = ctypes.c_void_p, ctypes.c_int64
-    library.selective_scan_f32.argtypes = [pointer] * 8 + [size] * 2 + [pointer] * 2 + [size] * 5
-    library.selective_scan_hist_f32.argtypes = [pointer] * 8 + [size] * 5
-    library.selective_scan_bwd_f32.argtypes = [pointer] * 15 + [size] * 5
-    library.causal_conv_silu_f32.argtypes = [pointer, size, size, pointer, pointer, pointer, pointer] + [size] * 5
-    library.attention_f32.argtypes = (
-        [pointer, size, size] * 3 + [pointer, pointer] + [size] * 5 + [ctypes.c_float, size]
-    )
-    for function in (
-        library.selective_scan_f32,
-        library.selective_scan_hist_f32,
-        library.selective_scan_bwd_f32,
-        library.causal_conv_silu_f32,
-        library.attention_f32,
-    ):
+    for name, parameters in SIGNATURES.items():
+        function = getattr(library, name)
+        function.argtypes = [ctype for _, ctype in parameters]
         function.restype = ctypes.c_int
     return library
+
+
+def check_status(kernel: str, status: int) -> None:
+    """Raise for an entry point's status other than OK: MemoryError when it could not allocate,
+    ValueError when it refused its arguments, RuntimeError for a status it should not return."""
+    if status == KernelStatus.OK:
+        return
+    if status == KernelStatus.OUT_OF_MEMORY:
+        raise MemoryError(f"the compiled kernel {kernel} could not allocate its working buffers (status {status})")
+    if status == KernelStatus.BAD_ARGUMENT:
+        raise ValueError(f"the compiled kernel {kernel} refused its arguments (status {status}: a size out of range)")
+    raise RuntimeError(f"the compiled kernel {kernel} returned the unknown status {status}")
+
+
+def _call(library: ctypes.CDLL, kernel: str, **arguments: Any) -> None:
+    """Call entry point `kernel` with its arguments by name (`SIGNATURES`), tensors passed as their
+    data pointers, and check the status it returns (`check_status`)."""
+    parameters = SIGNATURES[kernel]
+    names = [name for name, _ in parameters]
+    if sorted(arguments) != sorted(names):
+        raise TypeError(f"{kernel} takes {', '.join(names)}; got {', '.join(arguments)}")
+    values = [arguments[name] for name in names]
+    values = [value.data_ptr() if isinstance(value, torch.Tensor) else value for value in values]
+    check_status(kernel, getattr(library, kernel)(*values))
+
+
+def kernel_limits() -> dict[str, int]:
+    """The constants the loaded library was built with (its `kernel_limit` answers), by the names of
+    `kernel_defines`; equal to `kernel_defines()` unless the constants changed since the build."""
+    library = _library()
+    value = ctypes.c_int64()
+    limits = {}
+    for name in kernel_defines():
+        _call(library, "kernel_limit", name=name.encode(), value=ctypes.byref(value))
+        limits[name] = value.value
+    return limits
 
 
 def kernels_status() -> tuple[bool, str]:
@@ -231,17 +338,12 @@ def _scan(x, delta, A, B, C, state, dt_bias=None, D=None, z=None) -> tuple[torch
     z_f = None if z is None else _float32_rows(z)
     new_state = state.float().clone(memory_format=torch.contiguous_format)
     y = torch.empty_like(x)
-    library.selective_scan_f32(
-        *(t.data_ptr() if t is not None else None for t in (x, delta, A, B, C, dt_bias_f, D_f, z_f)),
-        *((z_f.stride(0), z_f.stride(1)) if z_f is not None else (0, 0)),
-        new_state.data_ptr(),
-        y.data_ptr(),
-        b,
-        l,
-        d,
-        n,
-        _threads(b * l * d * n),
-    )
+    z_batch, z_row = (z_f.stride(0), z_f.stride(1)) if z_f is not None else (0, 0)
+    _call(
+        library, "selective_scan_f32",
+        x=x, delta=delta, A=A, B=B, C=C, dt_bias=dt_bias_f, D=D_f, z=z_f, z_batch=z_batch, z_row=z_row,
+        state=new_state, y=y, b=b, l=l, d=d, n=n, num_threads=_threads(b * l * d * n),
+    )  # fmt: skip
     return y, new_state
 
 
@@ -259,9 +361,11 @@ class _CompiledDifferentiableScan(torch.autograd.Function):
         new_state = state0.clone()
         y = torch.empty_like(xf)
         hist = xf.new_empty((b, l, n, d))
-        library.selective_scan_hist_f32(
-            *(t.data_ptr() for t in (xf, deltaf, Af, Bf, Cf, new_state, y, hist)), b, l, d, n, _threads(b * l * d * n)
-        )
+        _call(
+            library, "selective_scan_hist_f32",
+            x=xf, delta=deltaf, A=Af, B=Bf, C=Cf, state=new_state, y=y, hist=hist,
+            b=b, l=l, d=d, n=n, num_threads=_threads(b * l * d * n),
+        )  # fmt: skip
         ctx.save_for_backward(xf, deltaf, Af, Bf, Cf, state0, hist)
         return y, new_state
 
@@ -270,19 +374,17 @@ class _CompiledDifferentiableScan(torch.autograd.Function):
         x, delta, A, B, C, state0, hist = ctx.saved_tensors
         b, l, d = x.shape
         n = A.shape[1]
-        blocks = -(-d // _BLOCK)
+        blocks = -(-d // SCAN_BLOCK)
         dy, dlast = _float32(dy, dlast)
         dx, ddelta = torch.empty_like(x), torch.empty_like(x)
         dA, dstate = x.new_empty((b, d, n)), x.new_empty((b, d, n))
         dB, dC = x.new_empty((blocks, b, l, n)), x.new_empty((blocks, b, l, n))
-        _load()[0].selective_scan_bwd_f32(
-            *(t.data_ptr() for t in (x, delta, A, B, C, state0, hist, dy, dlast, dx, ddelta, dA, dB, dC, dstate)),
-            b,
-            l,
-            d,
-            n,
-            _threads(b * l * d * n),
-        )
+        _call(
+            _library(), "selective_scan_bwd_f32",
+            x=x, delta=delta, A=A, B=B, C=C, state0=state0, hist=hist, dy=dy, dlast=dlast,
+            dx=dx, ddelta=ddelta, dA=dA, dB=dB, dC=dC, dstate=dstate,
+            b=b, l=l, d=d, n=n, num_threads=_threads(b * l * d * n),
+        )  # fmt: skip
         return dx, ddelta, dA.sum(0), dB.sum(0), dC.sum(0), dstate
 
 
@@ -314,20 +416,11 @@ def causal_conv_compiled(
     tail_f, taps = _float32(tail, weight.squeeze(1).t())  # taps: [k, d]
     bias_f = None if bias is None else bias.float().contiguous()
     out = x.new_empty((b, l, d), dtype=torch.float32)
-    library.causal_conv_silu_f32(
-        xf.data_ptr(),
-        xf.stride(0),
-        xf.stride(1),
-        tail_f.data_ptr(),
-        taps.data_ptr(),
-        None if bias_f is None else bias_f.data_ptr(),
-        out.data_ptr(),
-        b,
-        l,
-        d,
-        k,
-        _threads(b * l * d * k),
-    )
+    _call(
+        library, "causal_conv_silu_f32",
+        x=xf, x_batch=xf.stride(0), x_row=xf.stride(1), tail=tail_f, w=taps, bias=bias_f, out=out,
+        b=b, l=l, d=d, k=k, num_threads=_threads(b * l * d * k),
+    )  # fmt: skip
     # The k-1 inputs before the next call: x's last rows, preceded by the old tail when l < k-1.
     new_tail = xf[:, l - (k - 1) :] if l >= k - 1 else torch.cat([tail_f, xf], dim=1)[:, l:]
     return out, new_tail.clone(memory_format=torch.contiguous_format)
@@ -359,15 +452,14 @@ def attention_compiled(
     rows, k, v = (_heads_foldable(t) for t in (rows, k, v))
     out = rows.new_empty((b, h_kv, n_rows, hd))
     lse = rows.new_empty((b, h_kv, n_rows))
-    status = library.attention_f32(
-        rows.data_ptr(), rows.stride(1), rows.stride(2),
-        k.data_ptr(), k.stride(1), k.stride(2),
-        v.data_ptr(), v.stride(1), v.stride(2),
-        out.data_ptr(), lse.data_ptr(),
-        b * h_kv, n_rows, keys, hd, causal_len, hd**-0.5, _threads(b * h_kv * n_rows * keys * hd),
+    _call(
+        library, "attention_f32",
+        q=rows, q_head=rows.stride(1), q_row=rows.stride(2),
+        k=k, k_head=k.stride(1), k_row=k.stride(2),
+        v=v, v_head=v.stride(1), v_row=v.stride(2),
+        out=out, lse=lse, heads=b * h_kv, rows=n_rows, keys=keys, hd=hd, causal_len=causal_len,
+        scale=hd**-0.5, num_threads=_threads(b * h_kv * n_rows * keys * hd),
     )  # fmt: skip
-    if status == 2:
-        raise MemoryError("the compiled attention could not allocate its working buffers")
     return out, lse
 
 

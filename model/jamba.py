@@ -109,7 +109,7 @@ class JambaLM(nn.Module):
 
     def set_scan(self, scan) -> None:
         """Force one selective-scan implementation (model.scan) in every Mamba layer; None restores
-        the choice by device. For tests and benchmarks."""
+        the automatic choice (`model.dispatch.choose_mixer_path`). For tests and benchmarks."""
         for layer in self.model.layers:
             if layer.kind == "mamba":
                 layer.mamba.scan_impl = scan

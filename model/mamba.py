@@ -12,16 +12,20 @@ k d_conv, r dt_rank.
 
 The conv context and the SSM state come from the caller's `MambaCache` and are written back, so
 a prefill in chunks of any size equals one pass (transformers' Jamba resets the conv context on
-every multi-token call and its kernel path restarts the scan from zero: REFERENCE §2). The conv
-and the scan run in float32 whatever the model dtype. While autograd records (training), the
-scan is the differentiable `scan_differentiable` (on the CPU its compiled twin where the kernels
-built) unless `JambaLM.set_scan` forced one. CPU inference uses the compiled kernels of
-`model.cpu_kernels` (conv; softplus + scan + D skip + gate in one pass) where a C compiler built
-them, else the PyTorch code here and `scan_blocked`.
+every multi-token call and its kernel path restarts the scan from zero:
+huggingface/transformers:src/transformers/models/jamba/modeling_jamba.py, `JambaMambaMixer`).
+The conv and the scan run in float32 whatever the model dtype. Which conv and scan run is
+`model.dispatch.choose_mixer_path`'s decision (`MambaMixer.choose_path`): mamba-ssm's and
+causal-conv1d's kernels on CUDA; for CPU inference the compiled kernels of `model.cpu_kernels`
+(conv; softplus + scan + D skip + gate in one pass) where a C compiler built them, else the
+PyTorch code here and `scan_blocked`; while autograd records (training) the differentiable scan
+(on the CPU its compiled twin); a scan forced by `JambaLM.set_scan` wherever one is set.
 Parameter names are transformers' `JambaMambaMixer` names (loading.py maps AI21's).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -30,15 +34,14 @@ from torch import nn
 from model.cache import MambaCache
 from model.config import JambaConfig
 from model.cpu_kernels import (
-    MAX_D_CONV,
-    MAX_D_STATE,
     causal_conv_compiled,
     kernels_available,
     mamba_inner_compiled,
     scan_differentiable_compiled,
 )
+from model.dispatch import Conv, MixerPath, Scan, choose_mixer_path, mamba_kernels_available
 from model.norm import RMSNorm
-from model.scan import mamba_kernels_available, scan_blocked, scan_cuda, scan_differentiable, step_cuda
+from model.scan import scan_blocked, scan_cuda, scan_differentiable, step_cuda
 
 
 def causal_conv(
@@ -110,45 +113,59 @@ class MambaMixer(nn.Module):
             self.A_log.copy_(torch.log(torch.arange(1, n + 1, dtype=torch.float32)).expand_as(self.A_log))
             self.D.fill_(1.0)
 
-    def _cpu_kernels_fit(self, h: torch.Tensor) -> bool:
-        """The compiled kernels (model.cpu_kernels) built and take this input and config."""
-        return (
-            h.device.type == "cpu"
-            and self.d_state <= MAX_D_STATE
-            and self.conv1d.kernel_size[0] <= MAX_D_CONV
-            and kernels_available()
+    def choose_path(self, h: torch.Tensor) -> MixerPath:
+        """The conv and scan `forward` runs for input h [b, l, e] (`model.dispatch.choose_mixer_path`
+        with this mixer's shapes and this process's kernels)."""
+        return choose_mixer_path(
+            h.device.type,
+            tokens=h.shape[1],
+            d_state=self.d_state,
+            d_conv=self.conv1d.kernel_size[0],
+            training=self._records_graph(h),
+            forced_scan=self.scan_impl is not None,
+            cuda_kernels=mamba_kernels_available(h.device),
+            cpu_kernels=h.device.type == "cpu" and kernels_available(),  # never built for a CUDA run
         )
 
+    def _records_graph(self, h: torch.Tensor) -> bool:
+        """Autograd records this call: grad mode is on and the input or a parameter requires grad."""
+        return torch.is_grad_enabled() and (h.requires_grad or any(p.requires_grad for p in self.parameters()))
+
     def _use_cpu_kernels(self, h: torch.Tensor) -> bool:
-        """The fused compiled inference path serves CPU inference where it fits; training (autograd
-        recording: only the scan is compiled there, see `forward`) and a scan forced by `set_scan`
-        keep the PyTorch mixer code."""
-        return (
-            self.scan_impl is None
-            and not (torch.is_grad_enabled() and (h.requires_grad or self.in_proj.weight.requires_grad))
-            and self._cpu_kernels_fit(h)
-        )
+        """The fused compiled inference path serves this call."""
+        return self.choose_path(h).conv is Conv.COMPILED
 
     def forward(self, h: torch.Tensor, cache: MambaCache) -> torch.Tensor:
         """h: [b, l, e] -> [b, l, e] in h's dtype; reads and updates `cache` in place."""
-        fast = mamba_kernels_available(h.device)
-        compiled = not fast and self._use_cpu_kernels(h)
+        path = self.choose_path(h)
         x, z = self.in_proj(h).chunk(2, dim=-1)
-        conv = causal_conv_cuda if fast else causal_conv_compiled if compiled else causal_conv
+        conv = _conv_function(path.conv)
         x, cache.conv = conv(x, cache.conv, self.conv1d.weight, self.conv1d.bias)  # float32 [b, l, d]
         dt, B, C = self.x_proj(x.to(h.dtype)).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
         if self.inner_norms:
             dt, B, C = self.dt_layernorm(dt), self.b_layernorm(B), self.c_layernorm(C)
         dt = (dt @ self.dt_proj.weight.T).float()
         A = -torch.exp(self.A_log.float())
-        if compiled:  # softplus, scan, D skip and gate in one pass
+        if path.scan is Scan.COMPILED_FUSED:  # softplus, scan, D skip and gate in one pass
             y, cache.ssm = mamba_inner_compiled(x, dt, self.dt_proj.bias, A, B, C, self.D, z, cache.ssm)
             return self.out_proj(y.to(h.dtype))
         delta = F.softplus(dt + self.dt_proj.bias.float())
-        scan = self.scan_impl or ((step_cuda if h.shape[1] == 1 else scan_cuda) if fast else scan_blocked)
-        if self.scan_impl is None and torch.is_grad_enabled() and (x.requires_grad or delta.requires_grad):
-            # training: the other scans work in place and have no backward
-            scan = scan_differentiable_compiled if self._cpu_kernels_fit(h) else scan_differentiable
+        scan = self.scan_impl if path.scan is Scan.FORCED else _scan_function(path.scan)
         y, cache.ssm = scan(x, delta, A, B.float(), C.float(), cache.ssm)
         y = (y + x * self.D.float()) * F.silu(z.float())
         return self.out_proj(y.to(h.dtype))
+
+
+# Looked up when called, not bound at import, so that tests can replace a path's function.
+def _conv_function(conv: Conv) -> Callable[..., tuple[torch.Tensor, torch.Tensor]]:
+    return {Conv.CAUSAL_CONV1D: causal_conv_cuda, Conv.COMPILED: causal_conv_compiled, Conv.PYTORCH: causal_conv}[conv]
+
+
+def _scan_function(scan: Scan) -> Callable[..., tuple[torch.Tensor, torch.Tensor]]:
+    return {
+        Scan.MAMBA_SSM: scan_cuda,
+        Scan.MAMBA_SSM_STEP: step_cuda,
+        Scan.BLOCKED: scan_blocked,
+        Scan.DIFFERENTIABLE: scan_differentiable,
+        Scan.COMPILED_DIFFERENTIABLE: scan_differentiable_compiled,
+    }[scan]

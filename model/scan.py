@@ -19,6 +19,7 @@ model dtype (REFERENCE §2). Every implementation has the same signature:
   reverse-time recurrence over the stored states (one contiguous op per token either way).
 - `scan_cuda`: mamba-ssm's `selective_scan_fn`, which has no initial-state argument; exact
   continuation comes from `add_initial_state`, see there. `step_cuda`: its decode-step kernel.
+Which one the mixer runs is `model.dispatch.choose_mixer_path`'s decision.
 """
 
 from __future__ import annotations
@@ -199,14 +200,3 @@ def step_cuda(
     y = selective_state_update(state, x[:, 0], delta[:, 0], A, B[:, 0], C[:, 0])
     return y[:, None].float(), state
 
-
-def mamba_kernels_available(device: torch.device) -> bool:
-    """True where mamba-ssm's and causal-conv1d's CUDA kernels can run on `device`."""
-    if device.type != "cuda":
-        return False
-    try:
-        import causal_conv1d  # noqa: F401
-        import mamba_ssm  # noqa: F401
-    except ImportError:
-        return False
-    return True

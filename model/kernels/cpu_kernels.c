@@ -13,11 +13,17 @@
  * token and overwritten with h after the last.
  *
  * Why: in PyTorch every token costs a dispatched op over [b, n, d] and every intermediate a pass
- * over memory. Here a block of BLOCK channels keeps its [n, BLOCK] state in L1 for the whole
- * sequence and all elementwise math happens in registers. Channel blocks are independent, so
+ * over memory. Here a block of SCAN_BLOCK channels keeps its [n, SCAN_BLOCK] state in L1 for the
+ * whole sequence and all elementwise math happens in registers. Channel blocks are independent, so
  * threads split them without synchronisation (OpenMP, else pthreads: see run_parallel). C11 plus
  * the vector extensions gcc and clang share (the attention's 16-lane `vf`); the scan's
- * BLOCK-wide loops are vectorised by the compiler.
+ * SCAN_BLOCK-wide loops are vectorised by the compiler.
+ *
+ * The interface is defined once, in model/cpu_kernels.py: the limits both sides rely on and the
+ * status codes are passed as -D values from its constants (`kernel_defines`), and its
+ * `SIGNATURES` table lists every entry point's parameters by name, in this file's order. Every
+ * entry point returns KERNEL_OK, KERNEL_BAD_ARGUMENT (a size out of range: nothing is written)
+ * or KERNEL_OUT_OF_MEMORY (a working buffer could not be allocated); Python checks each status.
  */
 #include <math.h>
 #include <pthread.h>
@@ -25,9 +31,19 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define BLOCK 64   /* channels per block: 4 AVX-512 or 16 NEON vectors */
-#define MAX_N 256  /* largest d_state (Jamba and LongLLaVA use 16) */
-#define MAX_K 16   /* largest d_conv (they use 4) */
+#if !defined(SCAN_BLOCK) || !defined(MAX_D_STATE) || !defined(MAX_D_CONV) || !defined(MAX_HEAD_DIM) ||          \
+    !defined(ATTENTION_ROWS) || !defined(MAX_ATTENTION_KEYS) || !defined(KERNEL_OK) ||                          \
+    !defined(KERNEL_BAD_ARGUMENT) || !defined(KERNEL_OUT_OF_MEMORY)
+#error "build through model/cpu_kernels.py, which passes the limits and status codes as -D values"
+#endif
+/* SCAN_BLOCK: channels per scan block (64: 4 AVX-512 or 16 NEON vectors); MAX_D_STATE: largest
+ * d_state (Jamba and LongLLaVA use 16); MAX_D_CONV: largest d_conv (they use 4). */
+_Static_assert(SCAN_BLOCK >= 1 && MAX_D_STATE >= 1 && MAX_D_CONV >= 1, "limits must be positive");
+_Static_assert(ATTENTION_ROWS == 32, "an attention row block is two 16-lane vectors");
+_Static_assert(MAX_HEAD_DIM % 8 == 0, "head_dim is processed 8 columns at a time");
+/* Key positions are compared as floats in the causal mask: exact up to 2^24. */
+_Static_assert(MAX_ATTENTION_KEYS <= (1 << 24), "key positions must be exact in float32");
+
 #define MAX_THREADS 64
 #define CONV_ROWS 64 /* tokens per conv work item */
 #define PREFETCH_AHEAD 8 /* tokens the scan fetches ahead */
@@ -154,12 +170,12 @@ typedef struct {
     int64_t b, l, d, n;
 } scan_problem;
 
-/* One batch element, channels [c0, c0 + w), all l tokens; called with w == BLOCK (a constant
+/* One batch element, channels [c0, c0 + w), all l tokens; called with w == SCAN_BLOCK (a constant
  * after inlining, so the channel loops vectorise without remainders) or the last partial block. */
 static inline __attribute__((always_inline)) void scan_block(const scan_problem *p, int64_t bi, int64_t c0,
                                                              int64_t w) {
     const int64_t l = p->l, d = p->d, n = p->n;
-    float h[MAX_N][BLOCK], An[MAX_N][BLOCK], bias[BLOCK], Dc[BLOCK];
+    float h[MAX_D_STATE][SCAN_BLOCK], An[MAX_D_STATE][SCAN_BLOCK], bias[SCAN_BLOCK], Dc[SCAN_BLOCK];
     for (int64_t j = 0; j < n; j++)
         for (int64_t c = 0; c < w; c++) {
             h[j][c] = p->state[(bi * d + c0 + c) * n + j];
@@ -174,7 +190,7 @@ static inline __attribute__((always_inline)) void scan_block(const scan_problem 
     const float *z = p->z ? p->z + bi * p->z_batch + c0 : NULL;
     float *y = p->y + bi * l * d + c0;
     for (int64_t t = 0; t < l; t++) {
-        float dt[BLOCK], dx[BLOCK], acc[BLOCK];
+        float dt[SCAN_BLOCK], dx[SCAN_BLOCK], acc[SCAN_BLOCK];
         if (t + PREFETCH_AHEAD < l) /* rows are d apart: a page each, beyond the hardware prefetcher */
             for (int64_t c = 0; c < w; c += 16) {
                 __builtin_prefetch(x + (t + PREFETCH_AHEAD) * d + c);
@@ -211,35 +227,41 @@ static inline __attribute__((always_inline)) void scan_block(const scan_problem 
 
 static void scan_item(const void *problem, int64_t item) {
     const scan_problem *p = problem;
-    const int64_t blocks = (p->d + BLOCK - 1) / BLOCK;
-    const int64_t bi = item / blocks, c0 = (item % blocks) * BLOCK;
-    if (c0 + BLOCK <= p->d)
-        scan_block(p, bi, c0, BLOCK);
+    const int64_t blocks = (p->d + SCAN_BLOCK - 1) / SCAN_BLOCK;
+    const int64_t bi = item / blocks, c0 = (item % blocks) * SCAN_BLOCK;
+    if (c0 + SCAN_BLOCK <= p->d)
+        scan_block(p, bi, c0, SCAN_BLOCK);
     else
         scan_block(p, bi, c0, p->d - c0);
 }
 
-/* Returns 0, or 1 if d_state exceeds MAX_N (nothing is written). dt_bias, D and z may be NULL
- * (z only with D). */
+/* The sizes every scan entry point takes are in range: KERNEL_BAD_ARGUMENT otherwise. */
+static int check_scan_sizes(int64_t b, int64_t l, int64_t d, int64_t n) {
+    return b < 0 || l < 0 || d < 0 || n < 0 || n > MAX_D_STATE ? KERNEL_BAD_ARGUMENT : KERNEL_OK;
+}
+
+/* KERNEL_BAD_ARGUMENT if d_state exceeds MAX_D_STATE or a size is negative (nothing is written).
+ * dt_bias, D and z may be NULL (z only with D). */
 int selective_scan_f32(const float *x, const float *delta, const float *A, const float *B, const float *C,
                        const float *dt_bias, const float *D, const float *z, int64_t z_batch, int64_t z_row,
                        float *state, float *y, int64_t b, int64_t l, int64_t d, int64_t n, int64_t num_threads) {
-    if (n > MAX_N) return 1;
+    if (check_scan_sizes(b, l, d, n) != KERNEL_OK) return KERNEL_BAD_ARGUMENT;
     const scan_problem p = {x, delta, A, B, C, dt_bias, D, z, z_batch, z_row, state, y, NULL, b, l, d, n};
-    run_parallel(scan_item, &p, b * ((d + BLOCK - 1) / BLOCK), num_threads);
-    return 0;
+    run_parallel(scan_item, &p, b * ((d + SCAN_BLOCK - 1) / SCAN_BLOCK), num_threads);
+    return KERNEL_OK;
 }
 
 /* ---- selective scan for training: forward keeping every state, and its backward ------------ */
 
-/* The plain scan (no softplus, skip or gate) that also writes every h_t to hist [b, l, n, d]. */
+/* The plain scan (no softplus, skip or gate) that also writes every h_t to hist [b, l, n, d].
+ * Statuses as selective_scan_f32. */
 int selective_scan_hist_f32(const float *x, const float *delta, const float *A, const float *B, const float *C,
                             float *state, float *y, float *hist, int64_t b, int64_t l, int64_t d, int64_t n,
                             int64_t num_threads) {
-    if (n > MAX_N) return 1;
+    if (check_scan_sizes(b, l, d, n) != KERNEL_OK) return KERNEL_BAD_ARGUMENT;
     const scan_problem p = {x, delta, A, B, C, NULL, NULL, NULL, 0, 0, state, y, hist, b, l, d, n};
-    run_parallel(scan_item, &p, b * ((d + BLOCK - 1) / BLOCK), num_threads);
-    return 0;
+    run_parallel(scan_item, &p, b * ((d + SCAN_BLOCK - 1) / SCAN_BLOCK), num_threads);
+    return KERNEL_OK;
 }
 
 typedef struct {
@@ -269,7 +291,8 @@ static inline float block_sum(const float *v, int64_t w) {
 static inline __attribute__((always_inline)) void scan_grad_block(const scan_grad_problem *p, int64_t bi,
                                                                   int64_t blk, int64_t c0, int64_t w) {
     const int64_t l = p->l, d = p->d, n = p->n;
-    float G[MAX_N][BLOCK], An[MAX_N][BLOCK], dA[MAX_N][BLOCK], h0[MAX_N][BLOCK];
+    float G[MAX_D_STATE][SCAN_BLOCK], An[MAX_D_STATE][SCAN_BLOCK];
+    float dA[MAX_D_STATE][SCAN_BLOCK], h0[MAX_D_STATE][SCAN_BLOCK];
     for (int64_t j = 0; j < n; j++)
         for (int64_t c = 0; c < w; c++) {
             const int64_t at = (bi * d + c0 + c) * n + j;
@@ -284,7 +307,8 @@ static inline __attribute__((always_inline)) void scan_grad_block(const scan_gra
     float *dx = p->dx + bi * l * d + c0, *ddelta = p->ddelta + bi * l * d + c0;
     float *dB = p->dB + (blk * p->b + bi) * l * n, *dC = p->dC + (blk * p->b + bi) * l * n;
     for (int64_t t = l - 1; t >= 0; t--) {
-        float dt[BLOCK], xdt[BLOCK], gy[BLOCK], GB[BLOCK], dlog_A[BLOCK], tb[BLOCK], tc[BLOCK];
+        float dt[SCAN_BLOCK], xdt[SCAN_BLOCK], gy[SCAN_BLOCK], GB[SCAN_BLOCK], dlog_A[SCAN_BLOCK];
+        float tb[SCAN_BLOCK], tc[SCAN_BLOCK];
         for (int64_t c = 0; c < w; c++) {
             dt[c] = delta[t * d + c];
             xdt[c] = dt[c] * x[t * d + c];
@@ -324,26 +348,26 @@ static inline __attribute__((always_inline)) void scan_grad_block(const scan_gra
 
 static void scan_grad_item(const void *problem, int64_t item) {
     const scan_grad_problem *p = problem;
-    const int64_t blocks = (p->d + BLOCK - 1) / BLOCK;
-    const int64_t bi = item / blocks, blk = item % blocks, c0 = blk * BLOCK;
-    if (c0 + BLOCK <= p->d)
-        scan_grad_block(p, bi, blk, c0, BLOCK);
+    const int64_t blocks = (p->d + SCAN_BLOCK - 1) / SCAN_BLOCK;
+    const int64_t bi = item / blocks, blk = item % blocks, c0 = blk * SCAN_BLOCK;
+    if (c0 + SCAN_BLOCK <= p->d)
+        scan_grad_block(p, bi, blk, c0, SCAN_BLOCK);
     else
         scan_grad_block(p, bi, blk, c0, p->d - c0);
 }
 
 /* Gradients of selective_scan_hist_f32 (state0: the state before the first token, [b, d, n];
  * hist: what the forward wrote; dlast: gradient of the final state or NULL). Writes dx, ddelta
- * [b, l, d], dA [b, d, n], dB, dC [blocks, b, l, n] with blocks = ceil(d / 64), dstate [b, d, n]. */
+ * [b, l, d], dA [b, d, n], dB, dC [blocks, b, l, n] with blocks = ceil(d / SCAN_BLOCK), dstate [b, d, n]. */
 int selective_scan_bwd_f32(const float *x, const float *delta, const float *A, const float *B, const float *C,
                            const float *state0, const float *hist, const float *dy, const float *dlast, float *dx,
                            float *ddelta, float *dA, float *dB, float *dC, float *dstate, int64_t b, int64_t l,
                            int64_t d, int64_t n, int64_t num_threads) {
-    if (n > MAX_N) return 1;
+    if (check_scan_sizes(b, l, d, n) != KERNEL_OK) return KERNEL_BAD_ARGUMENT;
     const scan_grad_problem p = {x, delta, A, B, C, state0, hist, dy, dlast, dx, ddelta, dA, dB, dC, dstate,
                                  b, l, d, n};
-    run_parallel(scan_grad_item, &p, b * ((d + BLOCK - 1) / BLOCK), num_threads);
-    return 0;
+    run_parallel(scan_grad_item, &p, b * ((d + SCAN_BLOCK - 1) / SCAN_BLOCK), num_threads);
+    return KERNEL_OK;
 }
 
 /* ---- depthwise causal conv + SiLU ------------------------------------------------------------ */
@@ -362,7 +386,7 @@ static void conv_item(const void *problem, int64_t item) {
     const int64_t bi = item / row_blocks, t0 = (item % row_blocks) * CONV_ROWS;
     const int64_t t1 = t0 + CONV_ROWS < p->l ? t0 + CONV_ROWS : p->l, d = p->d, k = p->k;
     for (int64_t t = t0; t < t1; t++) {
-        const float *rows[MAX_K];
+        const float *rows[MAX_D_CONV];
         for (int64_t j = 0; j < k; j++) {
             const int64_t i = t + j - (k - 1); /* index into x; negative reads the tail */
             rows[j] = i < 0 ? p->tail + (bi * (k - 1) + (k - 1) + i) * d : p->x + bi * p->x_batch + i * p->x_row;
@@ -375,23 +399,24 @@ static void conv_item(const void *problem, int64_t item) {
     }
 }
 
+/* KERNEL_BAD_ARGUMENT if d_conv k is outside 1..MAX_D_CONV or a size is negative (nothing is written). */
 int causal_conv_silu_f32(const float *x, int64_t x_batch, int64_t x_row, const float *tail, const float *w,
                          const float *bias, float *out, int64_t b, int64_t l, int64_t d, int64_t k,
                          int64_t num_threads) {
-    if (k > MAX_K || k < 1) return 1;
+    if (k < 1 || k > MAX_D_CONV || b < 0 || l < 0 || d < 0) return KERNEL_BAD_ARGUMENT;
     const conv_problem p = {x, tail, w, bias, x_batch, x_row, out, b, l, d, k};
     run_parallel(conv_item, &p, b * ((l + CONV_ROWS - 1) / CONV_ROWS), num_threads);
-    return 0;
+    return KERNEL_OK;
 }
 
 /* ---- attention ------------------------------------------------------------------------------
  * Softmax attention of query rows over keys, optionally bottom-right causal, FlashAttention's
  * online softmax in one pass (no score matrix in memory). Rows are vectorised 16 to a `vf`: a
- * block of ATT_ROWS query rows holds its queries transposed ([hd][rows]) and its running max,
+ * block of ATTENTION_ROWS query rows holds its queries transposed ([hd][rows]) and its running max,
  * sum and output in registers or L1, and for every key computes 32 scores at once by FMAs of
  * broadcast key elements; the scores' exp, and P·V by FMAs of broadcast value elements. A work
  * item is ATT_BLOCKS such row blocks of one head, which take each ATT_KEYS-key block in turn
- * while it is in cache, so K and V stream from memory once per ATT_BLOCKS · ATT_ROWS rows.
+ * while it is in cache, so K and V stream from memory once per ATT_BLOCKS · ATTENTION_ROWS rows.
  *
  * q [heads, rows, hd] (row stride q_row, head stride q_head), k and v [heads, keys, hd] alike,
  * unit stride along hd; out [heads, rows, hd] and lse [heads, rows] contiguous; scores are
@@ -402,10 +427,8 @@ int causal_conv_silu_f32(const float *x, int64_t x_batch, int64_t x_row, const f
 typedef float vf __attribute__((vector_size(64)));   /* 16 lanes: one AVX-512 register, two AVX2 */
 typedef int32_t vi __attribute__((vector_size(64)));
 
-#define ATT_ROWS 32  /* query rows per block: two vf */
-#define ATT_BLOCKS 8 /* row blocks per work item */
+#define ATT_BLOCKS 8 /* row blocks of ATTENTION_ROWS (two vf) per work item */
 #define ATT_KEYS 64  /* keys per block */
-#define MAX_HEAD_DIM 256
 
 static inline vf vsplat(float x) { return (vf){0} + x; }
 static inline vf vselect(vi mask, vf a, vf b) { return (vf)(((vi)a & mask) | ((vi)b & ~mask)); }
@@ -508,10 +531,10 @@ static inline void attention_update(const attention_problem *p, row_block *rb, v
 
 static void attention_item(const void *problem, int64_t item) {
     attention_problem *p = (attention_problem *)problem;
-    const int64_t per_item = ATT_ROWS * ATT_BLOCKS, items_per_head = (p->rows + per_item - 1) / per_item;
+    const int64_t per_item = ATTENTION_ROWS * ATT_BLOCKS, items_per_head = (p->rows + per_item - 1) / per_item;
     const int64_t head = item / items_per_head, first = (item % items_per_head) * per_item, hd = p->hd;
-    const int64_t nb = (p->rows - first + ATT_ROWS - 1) / ATT_ROWS < ATT_BLOCKS
-                           ? (p->rows - first + ATT_ROWS - 1) / ATT_ROWS : ATT_BLOCKS;
+    const int64_t nb = (p->rows - first + ATTENTION_ROWS - 1) / ATTENTION_ROWS < ATT_BLOCKS
+                           ? (p->rows - first + ATTENTION_ROWS - 1) / ATTENTION_ROWS : ATT_BLOCKS;
     vf *qT = aligned_alloc(64, (size_t)(2 * nb * hd) * sizeof(vf)); /* [nb][hd][2] */
     vf *accT = aligned_alloc(64, (size_t)(2 * nb * hd) * sizeof(vf));
     if (!qT || !accT) {
@@ -521,22 +544,22 @@ static void attention_item(const void *problem, int64_t item) {
     }
     const float *k = p->k + head * p->k_head, *v = p->v + head * p->v_head;
     row_block blocks[ATT_BLOCKS];
-    float tmp[ATT_ROWS];
+    float tmp[ATTENTION_ROWS];
     int64_t keys_needed = 0;
     for (int64_t b = 0; b < nb; b++) {
         row_block *rb = &blocks[b];
-        rb->r0 = first + b * ATT_ROWS;
-        rb->count = p->rows - rb->r0 < ATT_ROWS ? p->rows - rb->r0 : ATT_ROWS;
+        rb->r0 = first + b * ATTENTION_ROWS;
+        rb->count = p->rows - rb->r0 < ATTENTION_ROWS ? p->rows - rb->r0 : ATTENTION_ROWS;
         const float *q = p->q + head * p->q_head + rb->r0 * p->q_row;
         for (int64_t d = 0; d < hd; d++) {
-            for (int64_t r = 0; r < ATT_ROWS; r++) tmp[r] = r < rb->count ? q[r * p->q_row + d] * p->scale : 0.0f;
+            for (int64_t r = 0; r < ATTENTION_ROWS; r++) tmp[r] = r < rb->count ? q[r * p->q_row + d] * p->scale : 0.0f;
             memcpy(&qT[(b * hd + d) * 2], tmp, sizeof tmp);
             accT[(b * hd + d) * 2] = accT[(b * hd + d) * 2 + 1] = vsplat(0.0f);
         }
         rb->m[0] = rb->m[1] = vsplat(-INFINITY);
         rb->l[0] = rb->l[1] = vsplat(0.0f);
         rb->last_min = (float)p->keys, rb->last_max = 0.0f;
-        for (int64_t r = 0; r < ATT_ROWS; r++) {
+        for (int64_t r = 0; r < ATTENTION_ROWS; r++) {
             /* padding rows (r >= count) copy the last real row's limit: same keys, discarded */
             const int64_t row = rb->r0 + (r < rb->count ? r : rb->count - 1);
             const int64_t last = p->causal_len ? p->keys - p->causal_len + row % p->causal_len : p->keys - 1;
@@ -558,7 +581,7 @@ static void attention_item(const void *problem, int64_t item) {
     }
     for (int64_t b = 0; b < nb; b++) {
         const row_block *rb = &blocks[b];
-        float sums[ATT_ROWS], maxes[ATT_ROWS];
+        float sums[ATTENTION_ROWS], maxes[ATTENTION_ROWS];
         memcpy(sums, rb->l, sizeof sums);
         memcpy(maxes, rb->m, sizeof maxes);
         float *out = p->out + (head * p->rows + rb->r0) * hd;
@@ -571,15 +594,39 @@ static void attention_item(const void *problem, int64_t item) {
     free(qT), free(accT);
 }
 
-/* Returns 0; 1 if hd is not a multiple of 8 or exceeds MAX_HEAD_DIM, or causal_len does not fit
- * (nothing written); 2 if memory for an item's buffers could not be allocated. */
+/* KERNEL_BAD_ARGUMENT if hd is not a multiple of 8 up to MAX_HEAD_DIM, keys is outside
+ * 1..MAX_ATTENTION_KEYS, causal_len does not fit or a size is negative (nothing written);
+ * KERNEL_OUT_OF_MEMORY if an item's buffers could not be allocated. */
 int attention_f32(const float *q, int64_t q_head, int64_t q_row, const float *k, int64_t k_head, int64_t k_row,
                   const float *v, int64_t v_head, int64_t v_row, float *out, float *lse, int64_t heads, int64_t rows,
                   int64_t keys, int64_t hd, int64_t causal_len, float scale, int64_t num_threads) {
-    if (hd % 8 || hd < 8 || hd > MAX_HEAD_DIM || causal_len < 0 || causal_len > keys || keys < 1) return 1;
+    if (hd % 8 || hd < 8 || hd > MAX_HEAD_DIM || keys < 1 || keys > MAX_ATTENTION_KEYS || causal_len < 0 ||
+        causal_len > keys || heads < 0 || rows < 0)
+        return KERNEL_BAD_ARGUMENT;
     attention_problem p = {q, k, v, q_head, q_row, k_head, k_row, v_head, v_row, out, lse,
                            rows, keys, hd, causal_len, scale, 0};
-    const int64_t per_item = ATT_ROWS * ATT_BLOCKS;
+    const int64_t per_item = ATTENTION_ROWS * ATT_BLOCKS;
     run_parallel(attention_item, &p, heads * ((rows + per_item - 1) / per_item), num_threads);
-    return p.failed ? 2 : 0;
+    return p.failed ? KERNEL_OUT_OF_MEMORY : KERNEL_OK;
+}
+
+/* ---- the build's constants ---------------------------------------------------------------- */
+
+#define LIMIT(name) {#name, name}
+static const struct {
+    const char *name;
+    int64_t value;
+} LIMITS[] = {LIMIT(SCAN_BLOCK),        LIMIT(MAX_D_STATE),     LIMIT(MAX_D_CONV),
+              LIMIT(MAX_HEAD_DIM),      LIMIT(ATTENTION_ROWS),  LIMIT(MAX_ATTENTION_KEYS),
+              LIMIT(KERNEL_OK),         LIMIT(KERNEL_BAD_ARGUMENT), LIMIT(KERNEL_OUT_OF_MEMORY)};
+
+/* The value this library was built with for the constant `name` (one of the -D names above) into
+ * *value; KERNEL_BAD_ARGUMENT for a name it does not have. */
+int kernel_limit(const char *name, int64_t *value) {
+    for (size_t i = 0; i < sizeof LIMITS / sizeof LIMITS[0]; i++)
+        if (strcmp(name, LIMITS[i].name) == 0) {
+            *value = LIMITS[i].value;
+            return KERNEL_OK;
+        }
+    return KERNEL_BAD_ARGUMENT;
 }

@@ -7,11 +7,12 @@ import pytest
 import torch
 
 import model.scan as scan_mod
+from model.dispatch import mamba_kernels_available
 from model.mamba import causal_conv, causal_conv_cuda
 from model.scan import add_initial_state, scan_blocked, scan_cuda, scan_reference, step_cuda
 
 cuda = pytest.mark.skipif(
-    not (torch.cuda.is_available() and scan_mod.mamba_kernels_available(torch.device("cuda"))),
+    not (torch.cuda.is_available() and mamba_kernels_available(torch.device("cuda"))),
     reason="needs CUDA with mamba-ssm and causal-conv1d",
 )
 
