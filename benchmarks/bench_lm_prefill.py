@@ -116,7 +116,7 @@ def worker_checkpoint(spec: dict) -> dict:
     import torch
     from transformers import JambaConfig, JambaForCausalLM
 
-    from model.testing import randomize_parameters
+    from model.random_init import randomize_parameters
 
     torch.manual_seed(0)
     hf = JambaForCausalLM(JambaConfig(**MID)).eval()
@@ -233,7 +233,7 @@ def worker_mixer(spec: dict) -> dict:
     from model.config import JambaConfig
     from model.mamba import MambaMixer
     from model.scan import scan_blocked
-    from model.testing import randomize_parameters
+    from model.random_init import randomize_parameters
 
     torch.set_num_threads(THREADS)
     cfg = JambaConfig(**JAMBA_9B_MIXER)

@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from model.testing import randomize_parameters
+from model.random_init import randomize_parameters
 
 TINY_JAMBA = dict(
     vocab_size=97,
