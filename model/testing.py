@@ -18,7 +18,7 @@ import torch
 from tokenizers import Tokenizer, processors
 
 from model.random_init import random_value
-from model.saving import write_checkpoint
+from model.saving import ai21_lm_config, longllava_config, write_checkpoint
 from model.tokenizer_training import SPECIAL_TOKENS, train_byte_level_bpe, write_tokenizer_files
 
 # ---------------------------------------------------------------------------------------------
@@ -72,33 +72,26 @@ def write_tiny_tokenizer(directory: str | Path, *, vocab_size: int = 512) -> Pat
 
 # The LM in AI21 / LongLLaVA config spelling (`n_ctx`, `mamba_inner_layernorms`). vocab_size covers
 # the tiny tokenizer's 512 entries.
-TINY_LM_CONFIG: dict[str, Any] = dict(
-    vocab_size=512,
-    hidden_size=32,
-    intermediate_size=48,
-    num_hidden_layers=4,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    attn_layer_period=2,
-    attn_layer_offset=1,
-    expert_layer_period=2,
-    expert_layer_offset=1,
-    num_experts=1,
-    num_experts_per_tok=1,
-    mamba_d_state=8,
-    mamba_d_conv=4,
-    mamba_expand=2,
-    mamba_dt_rank=6,
-    mamba_conv_bias=True,
-    mamba_proj_bias=False,
-    mamba_inner_layernorms=True,
-    hidden_act="silu",
-    rms_norm_eps=1e-6,
-    tie_word_embeddings=False,
+TINY_LM_CONFIG: dict[str, Any] = ai21_lm_config(
+    dict(
+        vocab_size=512,
+        hidden_size=32,
+        intermediate_size=48,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        attn_layer_period=2,
+        attn_layer_offset=1,
+        expert_layer_period=2,
+        expert_layer_offset=1,
+        num_experts=1,
+        num_experts_per_tok=1,
+        mamba_d_state=8,
+        mamba_d_conv=4,
+        mamba_expand=2,
+        mamba_dt_rank=6,
+    ),
     n_ctx=4096,
-    pad_token_id=0,
-    bos_token_id=1,
-    eos_token_id=2,
 )
 # CLIP tower (transformers' CLIPVisionConfig keys): 28 px images in 7 px patches, a 4×4 grid that
 # 2d pooling makes 2×2 = 4 tokens per image. Width 24 differs from the LM's 32 on purpose.
@@ -149,21 +142,7 @@ def write_tiny_longllava(
     }
     if include_vision:
         tensors |= {LONGLLAVA_TOWER_PREFIX + k: v for k, v in _clip_tensors(clip_config, seed).items()}
-    config: dict[str, Any] = {
-        "architectures": ["LlavaJambaForCausalLM"],
-        "model_type": "llava_jamba",  # REFERENCE §1: unverified against a released file
-        "torch_dtype": "float32",
-        **lm_config,
-        "mm_vision_tower": "openai/clip-vit-large-patch14-336",
-        "mm_hidden_size": clip_config["hidden_size"],
-        "mm_projector_type": "mlp2x_gelu",
-        "mm_vision_select_layer": -2,
-        "mm_vision_select_feature": "patch",
-        "mm_patch_merge_type": "flat",
-        "image_aspect_ratio": "pad",
-        "resamplePooling": pooling,
-        "tokenizer_model_max_length": 4096,
-    }
+    config = longllava_config(lm_config, clip_config, max_length=4096, pooling=pooling)
     if include_vision:
         config["vision_config"] = clip_config
     for key, value in dict(config_overrides or {}).items():

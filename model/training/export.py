@@ -12,7 +12,7 @@ import torch
 from model.longllava import PROJECTOR_PREFIX, LongLLaVA
 from model.naming import dense_layers, to_ai21
 from model.saving import write_checkpoint
-from model.training.architecture import CLIP_CONFIG, MM_CONFIG, lm_config
+from model.training.architecture import checkpoint_config
 from model.training.tokenizer import TOKENIZER_FILES
 from model.vision import CHECKPOINT_PREFIX as TOWER_PREFIX
 
@@ -28,14 +28,8 @@ def checkpoint_tensors(model: LongLLaVA) -> dict[str, torch.Tensor]:
 
 def export(model: LongLLaVA, tokenizer_dir: Path, out: Path, layout: str = "hybrid") -> Path:
     """Write config.json, model.safetensors and the tokenizer files into `out`; returns `out`."""
-    config = {
-        "architectures": ["LlavaJambaForCausalLM"],
-        "model_type": "llava_jamba",
-        "torch_dtype": "float32",
-        **lm_config(layout),
-        **MM_CONFIG,
-        "vision_config": CLIP_CONFIG,
-        "demo_model": "trained on synthetic images and videos by examples/train_demo_model.py",
+    config = checkpoint_config(layout) | {
+        "demo_model": "trained on synthetic images and videos by examples/train_demo_model.py"
     }
     write_checkpoint(out, config, checkpoint_tensors(model))
     for file in TOKENIZER_FILES:
