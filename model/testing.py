@@ -66,8 +66,9 @@ def write_tiny_tokenizer(directory: str | Path, *, vocab_size: int = 512) -> Pat
 
 # ---------------------------------------------------------------------------------------------
 # Checkpoints: tiny random LongLLaVA / CLIP directories in the released files' layout, written with
-# torch + safetensors only. Key names follow REFERENCE §1 (AI21 Jamba naming) and are spelled out
-# here rather than taken from our modules, so a naming mistake in the model code cannot hide.
+# torch + safetensors only. Key names are AI21's Jamba naming (the table in model/naming.py), spelled
+# out here rather than taken from our modules, so a naming mistake in the model code cannot hide
+# (tests/model/test_naming.py checks the rename against them).
 # ---------------------------------------------------------------------------------------------
 
 # The LM in AI21 / LongLLaVA config spelling (`n_ctx`, `mamba_inner_layernorms`). vocab_size covers
