@@ -1,5 +1,6 @@
-"""Train the small demo LongLLaVA on synthetic images and videos, on CPU, and write it as a
-real LongLLaVA checkpoint directory that `model.load_model` reads.
+"""Train the small demo LongLLaVA on synthetic images and videos, on CPU, and export it.
+
+The export is a real LongLLaVA checkpoint directory that `model.load_model` reads.
 
     python examples/train_demo_model.py --out benchmarks/out/demo_train            # train + export + eval
     python examples/train_demo_model.py --out benchmarks/out/demo_train --eval-only

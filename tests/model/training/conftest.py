@@ -1,4 +1,4 @@
-"""The demo model's training recipe: an untrained demo model and its tokenizer, shared by a test module."""
+"""The demo model's training recipe: an untrained demo model and its tokenizer, built once per test module."""
 
 from __future__ import annotations
 
