@@ -28,28 +28,26 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import re
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from bench_lm_prefill import (
-    CONTENDED,
-    MID,
+from bench_lm_prefill import MID, prefill_matmuls, worker_matmul_rate
+from measure import (
     THREADS,
     Meter,
+    answer_worker,
+    cpu_name,
     cpu_times,
     matmul_floors,
     mb,
-    memory_status,
-    prefill_matmuls,
-    reset_peak_rss,
+    print_json_line,
     slope,
-    wait_for_quiet,
 )
+from measure import run_worker as run_in_worker
 
+REPO = Path(__file__).resolve().parents[1]
 OUT_DIR = Path(__file__).resolve().parent / "out"
 VIDEO = OUT_DIR / "engine_1200f_64x48.mp4"
 VIDEO_FRAMES, VIDEO_FPS, VIDEO_SIZE = 1200, 25, (64, 48)
@@ -94,23 +92,13 @@ def write_video() -> None:
     tmp.rename(VIDEO)
 
 
-def native_jamba_name(key: str, dense: set[int]) -> str:
-    """AI21 / LongLLaVA name → transformers' (as tests/model/test_longllava.py renames them)."""
-    key = key.replace(".pre_moe_layernorm.", ".pre_ff_layernorm.")
-    key = key.replace(".mamba.B_layernorm.", ".mamba.b_layernorm.")
-    key = key.replace(".mamba.C_layernorm.", ".mamba.c_layernorm.")
-    m = re.match(r"model\.layers\.(\d+)\.moe\.(.*)", key)
-    if m:
-        rest = m.group(2).removeprefix("experts.0.") if int(m.group(1)) in dense else m.group(2)
-        key = f"model.layers.{m.group(1)}.feed_forward.{rest}"
-    return key
-
-
 def worker_checkpoints(spec: dict) -> dict:
     import torch
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
     from transformers import JambaConfig
 
+    from model.naming import to_native
+    from model.saving import write_weights
     from model.testing import write_tiny_longllava
 
     for name, overrides in (("hybrid", {}), ("attention", dict(attn_layer_period=1, attn_layer_offset=0))):
@@ -121,11 +109,11 @@ def worker_checkpoints(spec: dict) -> dict:
         tmp.rename(path)
     tensors = load_file(CHECKPOINTS["hybrid"] / "model.safetensors")
     dense = set(range(LM["num_hidden_layers"]))  # num_experts 1: every layer is a dense FFN
-    lm = {native_jamba_name(k, dense): v for k, v in tensors.items() if not k.startswith(("model.mm_", "model.vision"))}
+    lm = {to_native(k, dense): v for k, v in tensors.items() if not k.startswith(("model.mm_", "model.vision"))}
     tmp = HF_CHECKPOINT.with_name(HF_CHECKPOINT.name + ".partial")
     keys = {k: v for k, v in LM.items() if k not in ("n_ctx", "mamba_inner_layernorms")}
     JambaConfig(**keys, max_position_embeddings=LM["n_ctx"], dtype=torch.float32).save_pretrained(tmp)
-    save_file(lm, tmp / "model.safetensors", metadata={"format": "pt"})
+    write_weights(tmp, lm)
     tmp.rename(HF_CHECKPOINT)
     return {}
 
@@ -164,14 +152,15 @@ def worker_ours(spec: dict) -> dict:
     import torch
 
     from model.engine import GenerationOptions, generate
+    from model.memory_usage import current_rss_bytes, peak_rss_bytes, reset_peak_rss
 
-    base = memory_status()["VmRSS"]
+    base = current_rss_bytes()
     model, run, request = _ours_setup(spec)
     frames = spec["frames"]
     if spec["chunk"] == 0:  # one shot: one chunk holding the whole prompt
         run = dataclasses.replace(run, chunk_tokens=request(frames).num_tokens(DECODE_TOKENS))
     _first_logits(model, request(2), run, 1)  # warm-up: thread pools, the allocator, the decoder
-    loaded = memory_status()
+    loaded = {"peak": peak_rss_bytes(), "rss": current_rss_bytes()}
     reset_peak_rss()  # from here VmHWM is the run's own peak (loading's transients left out)
     with Meter() as m:
         req = request(frames)
@@ -183,13 +172,13 @@ def worker_ours(spec: dict) -> dict:
     assert out.token_ids[0] == token and len(out.token_ids) == DECODE_TOKENS
     if spec.get("logits_file"):
         torch.save(logits.clone(), spec["logits_file"])
-    end = memory_status()
+    end_peak = peak_rss_bytes()
     return {"ttft_s": ttft, "prefill_s": prefill.seconds, "vision_s": shared.vision_seconds,
             "decode_frames_s": shared.decode_seconds, "generate_s": out.seconds,
             "decode_tok_s": (DECODE_TOKENS - 1) / out.seconds, "num_tokens": req.num_tokens(0),
             "capacity": req.num_tokens(DECODE_TOKENS), "chunk_tokens": run.chunk_tokens,
-            "peak_rss": max(loaded["VmHWM"], end["VmHWM"]), "run_peak_rss": end["VmHWM"],
-            "base_rss": base, "rss_after_load": loaded["VmRSS"],
+            "peak_rss": max(loaded["peak"], end_peak), "run_peak_rss": end_peak,
+            "base_rss": base, "rss_after_load": loaded["rss"],
             "cache_bytes": prefill.cache.nbytes, "others_cores": m.others_cpu_s / m.seconds}
 
 
@@ -216,8 +205,10 @@ def worker_hf(spec: dict) -> dict:
     import torch
     from transformers import JambaForCausalLM
 
+    from model.memory_usage import current_rss_bytes, peak_rss_bytes
+
     torch.set_num_threads(THREADS)
-    base = memory_status()["VmRSS"]
+    base = current_rss_bytes()
     hf = JambaForCausalLM.from_pretrained(HF_CHECKPOINT, dtype=torch.float32).eval()
     embeds = torch.load(spec["file"])
     with torch.inference_mode():
@@ -226,37 +217,17 @@ def worker_hf(spec: dict) -> dict:
             logits = hf(inputs_embeds=embeds, use_cache=False, logits_to_keep=1).logits[0, -1].float()
     if spec.get("logits_file"):
         torch.save(logits.clone(), spec["logits_file"])
-    return {"prefill_s": m.seconds, "num_tokens": embeds.shape[1], "peak_rss": memory_status()["VmHWM"],
+    return {"prefill_s": m.seconds, "num_tokens": embeds.shape[1], "peak_rss": peak_rss_bytes(),
             "base_rss": base, "others_cores": m.others_cpu_s / m.seconds}
 
 
-def worker_rate(spec: dict) -> dict:
-    from bench_lm_prefill import worker_matmul_rate
-
-    return worker_matmul_rate(spec)
-
-
 WORKERS = {"checkpoints": worker_checkpoints, "ours": worker_ours, "embeds": worker_embeds, "hf": worker_hf,
-           "rate": worker_rate}
+           "rate": worker_matmul_rate}
 
 
 def run_worker(spec: dict, max_wait_s: float, retries: int = 1) -> dict:
-    """One measurement in a fresh process; again (up to `retries`) when others took > CONTENDED cores."""
-    env = {"OMP_NUM_THREADS": str(THREADS), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error",
-           "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    import os
-
-    env = dict(os.environ) | env
-    for attempt in range(retries + 1):
-        if max_wait_s:
-            wait_for_quiet(max_wait_s)
-        done = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], env=env, check=True,
-                              stdout=subprocess.PIPE, text=True)
-        result = json.loads(done.stdout.strip().splitlines()[-1])
-        if result.get("others_cores", 0) < CONTENDED or attempt == retries:
-            return result
-        print(f"  contended ({result['others_cores']:.2f} cores by others): measuring again", file=sys.stderr)
-    raise AssertionError("unreachable")
+    """One measurement in a fresh process (`measure.run_worker`) that imports this checkout's library."""
+    return run_in_worker(__file__, spec, max_wait_s=max_wait_s, retries=retries, env={"PYTHONPATH": str(REPO)})
 
 
 # --- analysis --------------------------------------------------------------------------------------
@@ -381,8 +352,7 @@ def main() -> None:
                         help="seconds to wait before each measurement for other processes to leave the CPU")
     args = parser.parse_args()
     if args.worker:
-        spec = json.loads(args.worker)
-        print(json.dumps(WORKERS[spec["kind"]](spec)))
+        answer_worker(WORKERS, args.worker)
         return
     start = time.perf_counter()
     results = measure(args)
@@ -401,8 +371,7 @@ def report(args, results: dict, wall_s: float) -> None:
     per_frame_tokens = slope(frames, [tokens[f] for f in frames])
     rates = results["rate"]["rates"]
     best_rate = max(v for k, v in rates.items() if k.startswith("float32"))
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")), "?")
+    cpu = cpu_name()
     print(f"\nStreaming engine: LM hidden {lm.hidden_size}, {lm.num_hidden_layers} layers "
           f"({lm.layer_types.count('attention')} attention), d_inner {lm.d_inner}, d_state {lm.mamba_d_state}, "
           f"GQA {lm.num_attention_heads}/{lm.kv_heads}, vocab {lm.vocab_size}; CLIP {vision.image_size} px / "
@@ -443,7 +412,7 @@ def report(args, results: dict, wall_s: float) -> None:
           " embeddings)")
     memory_report(args, results, figures, lm, lm_attention, vision, estimate_memory)
     targets_report(figures, results, frames)
-    print(json.dumps(figures))
+    print_json_line(figures)
 
 
 def _rounded(r: dict) -> dict:

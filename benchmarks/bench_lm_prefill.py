@@ -18,17 +18,28 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import re
-import subprocess
 import sys
 import time
 from pathlib import Path
 
+from measure import (
+    CONTENDED,
+    RATE_ROWS,
+    THREADS,
+    Meter,
+    answer_worker,
+    cpu_name,
+    matmul_floors,
+    matmul_rates,
+    mb,
+    print_json_line,
+    run_worker,
+    slope,
+)
+
 OUT_DIR = Path(__file__).resolve().parent / "out"
 CHECKPOINT = OUT_DIR / "jamba_mid_random"
 RAW = OUT_DIR / "bench_lm_prefill_raw.json"  # every measurement by its spec, for --reuse
-THREADS = 2
 WARMUP_TOKENS = 256
 CHUNK = 2048
 MID = dict(
@@ -62,51 +73,12 @@ JAMBA_9B_MIXER = dict(
     mamba_expand=2,
     mamba_dt_rank=256,
 )
-# Matmul rates are measured as the model runs them, F.linear of [ROWS, in] by a [out, in] weight:
-# every (in, out) of the mid model's projections, then two bigger shapes for the machine's peak.
-RATE_ROWS = 4096
+# Matmul rates (measure.matmul_rates) of every (in, out) of the mid model's projections, then two
+# bigger shapes for the machine's peak.
 BIG_SHAPES = ((2048, 2048), (4096, 4096))
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2}
-# Cores used by other processes during a measurement above which it is measured again.
-CONTENDED = 0.3
 # Run-to-run spread of a peak RSS from glibc's retained free memory (measured: ±30 MB here).
 ALLOCATOR_NOISE = 32 << 20
-
-
-# --- process measurements --------------------------------------------------------------------------
-
-
-def memory_status() -> dict[str, int]:
-    """VmHWM (peak RSS) and VmRSS of this process, bytes."""
-    text = Path("/proc/self/status").read_text()
-    return {k: int(re.search(rf"{k}:\s+(\d+) kB", text).group(1)) * 1024 for k in ("VmHWM", "VmRSS")}
-
-
-def reset_peak_rss() -> None:
-    Path("/proc/self/clear_refs").write_text("5")  # Linux ≥ 4.0: VmHWM := VmRSS
-
-
-def cpu_times() -> tuple[float, float, float]:
-    """(busy seconds of the whole machine, steal seconds, this process's CPU seconds)."""
-    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    hz = os.sysconf("SC_CLK_TCK")
-    user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
-    own = os.times()
-    return (user + nice + system + irq + softirq) / hz, steal / hz, own.user + own.system
-
-
-class Meter:
-    """Wall time, and CPU time taken by *other* processes (machine busy − own), over a region."""
-
-    def __enter__(self) -> Meter:
-        self.t0, self.c0 = time.perf_counter(), cpu_times()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        c1 = cpu_times()
-        self.seconds = time.perf_counter() - self.t0
-        self.others_cpu_s = max(0.0, (c1[0] - self.c0[0]) - (c1[2] - self.c0[2]))
-        self.steal_s = c1[1] - self.c0[1]
 
 
 # --- workers (each runs in its own process) --------------------------------------------------------
@@ -116,7 +88,7 @@ def worker_checkpoint(spec: dict) -> dict:
     import torch
     from transformers import JambaConfig, JambaForCausalLM
 
-    from model.testing import randomize_parameters
+    from model.random_init import randomize_parameters
 
     torch.manual_seed(0)
     hf = JambaForCausalLM(JambaConfig(**MID)).eval()
@@ -168,15 +140,17 @@ def load_prefill(side: str, dtype: str, chunk: int, cpu_kernels: bool):
 def worker_prefill(spec: dict) -> dict:
     import torch
 
+    from model.memory_usage import current_rss_bytes, peak_rss_bytes, reset_peak_rss
+
     torch.set_num_threads(THREADS)
-    base = memory_status()["VmRSS"]
+    base = current_rss_bytes()
     module, prefill = load_prefill(spec["side"], spec["dtype"], spec["chunk"], spec.get("cpu_kernels", False))
     g = torch.Generator().manual_seed(1)
     ids = torch.randint(0, MID["vocab_size"], (1, spec["length"]), generator=g)
     times, others, steal = [], 0.0, 0.0
     with torch.inference_mode():
         prefill(ids[:, :WARMUP_TOKENS])
-        loaded = memory_status()["VmRSS"]
+        loaded = current_rss_bytes()
         reset_peak_rss()
         for _ in range(spec["repeat"]):
             with Meter() as m:
@@ -189,7 +163,7 @@ def worker_prefill(spec: dict) -> dict:
     return {
         "seconds": min(times),
         "all_seconds": times,
-        "peak_rss": memory_status()["VmHWM"],
+        "peak_rss": peak_rss_bytes(),
         "base_rss": base,
         "rss_before_prefill": loaded,
         "weights_bytes": weights_bytes(module),
@@ -199,27 +173,15 @@ def worker_prefill(spec: dict) -> dict:
 
 
 def worker_matmul_rate(spec: dict) -> dict:
-    """FLOP/s of F.linear per (in, out) and dtype: 2 warm-ups, then the best of 10 calls. The MID
-    model's shapes and BIG_SHAPES, plus any `spec["shapes"]`, in `spec["dtypes"]` (default both)."""
+    """FLOP/s of F.linear per (in, out) and dtype (`measure.matmul_rates`): the MID model's shapes and
+    BIG_SHAPES, plus any `spec["shapes"]`, in `spec["dtypes"]` (default both)."""
     import torch
-    import torch.nn.functional as F
 
     torch.set_num_threads(THREADS)
-    rates = {}
-    meter = Meter().__enter__()
-    shapes = {*(shape for _, shape in prefill_matmuls(RATE_ROWS) if shape), *BIG_SHAPES}
-    shapes |= {tuple(shape) for shape in spec.get("shapes", ())}
-    for dtype in spec.get("dtypes", DTYPE_BYTES):
-        for k, n in sorted(shapes):
-            x = torch.randn(RATE_ROWS, k, dtype=getattr(torch, dtype))
-            w = torch.randn(n, k, dtype=getattr(torch, dtype))
-            times = []
-            for _ in range(12):
-                t0 = time.perf_counter()
-                F.linear(x, w)
-                times.append(time.perf_counter() - t0)
-            rates[f"{dtype} {k}x{n}"] = 2 * RATE_ROWS * k * n / min(times[2:])
-    meter.__exit__()
+    with Meter() as meter:
+        shapes = {*(shape for _, shape in prefill_matmuls(RATE_ROWS) if shape), *BIG_SHAPES}
+        shapes |= {tuple(shape) for shape in spec.get("shapes", ())}
+        rates = matmul_rates(shapes, spec.get("dtypes", DTYPE_BYTES))
     return {"rates": rates, "others_cores": meter.others_cpu_s / meter.seconds}
 
 
@@ -232,8 +194,8 @@ def worker_mixer(spec: dict) -> dict:
     from model.cache import MambaCache
     from model.config import JambaConfig
     from model.mamba import MambaMixer
+    from model.random_init import randomize_parameters
     from model.scan import scan_blocked
-    from model.testing import randomize_parameters
 
     torch.set_num_threads(THREADS)
     cfg = JambaConfig(**JAMBA_9B_MIXER)
@@ -276,42 +238,6 @@ WORKERS = {
 }
 
 
-def wait_for_quiet(max_wait_s: float, threshold_cores: float = 0.25) -> float:
-    """Wait (up to max_wait_s) until other processes use less than `threshold_cores` over a 2 s sample:
-    the 2 cores may be shared with other work. Returns the cores they used in the last sample."""
-    deadline = time.monotonic() + max_wait_s
-    while True:
-        c0 = cpu_times()
-        time.sleep(2)
-        c1 = cpu_times()
-        others = ((c1[0] - c0[0]) - (c1[2] - c0[2])) / 2
-        if others < threshold_cores or time.monotonic() > deadline:
-            return others
-        print(f"  waiting: other processes use {others:.1f} cores", file=sys.stderr, flush=True)
-        time.sleep(10)
-
-
-def run_worker(spec: dict, max_wait_s: float = 0, retries: int = 2) -> dict:
-    """Run one measurement in a fresh process (its last stdout line is the JSON answer); again, up to
-    `retries` times, when other processes took more than CONTENDED cores meanwhile."""
-    env = dict(os.environ, OMP_NUM_THREADS=str(THREADS), HF_HUB_OFFLINE="1", TRANSFORMERS_VERBOSITY="error")
-    for attempt in range(retries + 1):
-        if max_wait_s:
-            wait_for_quiet(max_wait_s)
-        done = subprocess.run(
-            [sys.executable, __file__, "--worker", json.dumps(spec)],
-            env=env,
-            check=True,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        result = json.loads(done.stdout.strip().splitlines()[-1])
-        if result.get("others_cores", 0) < CONTENDED or attempt == retries:
-            return result
-        print(f"  contended ({result['others_cores']:.2f} cores by others): measuring again", file=sys.stderr)
-    raise AssertionError("unreachable")
-
-
 # --- analysis --------------------------------------------------------------------------------------
 
 
@@ -335,34 +261,8 @@ def prefill_matmuls(length: int, lm: dict = MID) -> list[tuple[float, tuple[int,
 
 
 def prefill_floors(length: int, rates: dict[str, float]) -> dict[str, dict[str, float]]:
-    """Seconds of the MID prefill's matmuls per dtype (see `matmul_floors`)."""
-    return matmul_floors(prefill_matmuls(length), rates)
-
-
-def matmul_floors(
-    matmuls: list[tuple[float, tuple[int, int] | None]], rates: dict[str, float], dtypes=DTYPE_BYTES
-) -> dict[str, dict[str, float]]:
-    """Seconds of `matmuls` ((flops, (in, out) or None) as `prefill_matmuls` lists them) per dtype: at
-    the machine's peak rate ("peak"), and with each projection at the rate measured for its own
-    shape, attention and lm_head at peak ("shapes")."""
-    floors = {}
-    for dtype in dtypes:
-        peak = max(v for key, v in rates.items() if key.startswith(dtype))
-        floors[dtype] = {
-            "peak": sum(flops for flops, _ in matmuls) / peak,
-            "shapes": sum(flops / (rates[f"{dtype} {s[0]}x{s[1]}"] if s else peak) for flops, s in matmuls),
-        }
-    return floors
-
-
-def slope(xs: list[int], ys: list[int]) -> float:
-    """Least-squares bytes per token."""
-    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
-    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum((x - mx) ** 2 for x in xs)
-
-
-def mb(b: float) -> str:
-    return f"{b / 2**20:8.1f}"
+    """Seconds of the MID prefill's matmuls per dtype (`measure.matmul_floors`)."""
+    return matmul_floors(prefill_matmuls(length), rates, DTYPE_BYTES)
 
 
 def main() -> None:
@@ -388,19 +288,18 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.worker:
-        spec = json.loads(args.worker)
-        print(json.dumps(WORKERS[spec["kind"]](spec)))
+        answer_worker(WORKERS, args.worker)
         return
 
     OUT_DIR.mkdir(exist_ok=True)
     if not (CHECKPOINT / "config.json").exists():
-        run_worker({"kind": "checkpoint"})
+        run_worker(__file__, {"kind": "checkpoint"})
     raw = json.loads(RAW.read_text()) if RAW.exists() else {}
 
     def measure(spec: dict) -> dict:
         key = json.dumps(spec, sort_keys=True)
         if not (args.reuse and key in raw and raw[key]["others_cores"] < CONTENDED):
-            raw[key] = run_worker(spec, args.max_wait)
+            raw[key] = run_worker(__file__, spec, max_wait_s=args.max_wait)
             RAW.write_text(json.dumps(raw, indent=1))
         return raw[key]
 
@@ -489,14 +388,7 @@ def report(args, lengths, series, results, rates, mixers, compiled: bool) -> Non
     from model.config import JambaConfig
 
     cfg = JambaConfig.from_dict(MID)
-    cpu = next(
-        (
-            ln.split(":", 1)[1].strip()
-            for ln in Path("/proc/cpuinfo").read_text().splitlines()
-            if ln.startswith("model name")
-        ),
-        "?",
-    )
+    cpu = cpu_name()
     print(
         f"\nJamba LM prefill: hidden {cfg.hidden_size}, intermediate {cfg.intermediate_size}, d_inner {cfg.d_inner}, "
         f"d_state {cfg.mamba_d_state}, dt_rank {cfg.dt_rank}, {cfg.num_hidden_layers} layers "
@@ -531,7 +423,7 @@ def report(args, lengths, series, results, rates, mixers, compiled: bool) -> Non
     if diffs:
         print("\nLast-logit max abs differences (float32): " + ", ".join(f"{k} {v:.2e}" for k, v in diffs.items()))
     figures["targets_met"] = print_targets(figures, results)
-    print(json.dumps(figures))
+    print_json_line(figures)
 
 
 def print_rows(lengths, series, results, floors) -> list[dict]:

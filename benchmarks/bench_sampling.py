@@ -13,19 +13,16 @@ video length. The last line printed is one JSON object with every figure.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
-import resource
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import av
 import cv2
 import numpy as np
+from measure import print_json_line, timed
 
 from sampling.gop import DecodeStats, count_floor_decodes
 from sampling.indices import spread_evenly
@@ -110,12 +107,6 @@ def sample_longllava(path: Path, count: int) -> int:
     return len([kept[i] for i in spread_evenly(len(kept), count)])
 
 
-def timed(fn: Callable[[], int]) -> tuple[float, int]:
-    start = time.perf_counter()
-    result = fn()
-    return time.perf_counter() - start, result
-
-
 def peak_rss_mib(path: Path, count: int) -> float:
     """Peak RSS of a fresh interpreter (this script, `--rss`) that samples `count` frames with ours."""
     command = [sys.executable, __file__, "--rss", str(path), str(count)]
@@ -124,12 +115,11 @@ def peak_rss_mib(path: Path, count: int) -> float:
 
 
 def high_water_rss_mib() -> float:
-    """This process's peak RSS. Not `getrusage().ru_maxrss`: Linux carries that across fork and
-    exec, so a child spawned by a big parent would report the parent's peak."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's peak RSS in MiB (`model.memory_usage.peak_rss_bytes`), read after the work it
+    measures: the library is imported only then, so its modules are not part of the peak."""
+    from model.memory_usage import peak_rss_bytes
+
+    return peak_rss_bytes() / 2**20
 
 
 def time_preprocessing(path: Path, count: int = 64) -> float:
@@ -212,7 +202,7 @@ def main() -> None:
         "preprocess_ms_per_frame": round(preprocess_ms, 2),
         "benchmark_process_peak_rss_mib": round(high_water_rss_mib(), 1),
     }
-    print(json.dumps(summary))
+    print_json_line(summary)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Synthetic V-NIAH (REFERENCE §6, issue 7): find one needle frame in a haystack video.
+"""Synthetic V-NIAH: find one needle frame in a haystack video (the needle-in-a-video-haystack
+test of arXiv 2409.02889, on this project's synthetic frames).
 
     python benchmarks/vniah.py                                        # the built-in demo model
     python benchmarks/vniah.py --model hybrid=benchmarks/out/demo_hybrid/model \\
@@ -6,7 +7,7 @@
     python benchmarks/vniah.py --frames 16 64 --depths 0 0.5 1 --trials 2   # a quick look
 
 Each cell (haystack length × needle depth) draws `--trials` needle items from
-examples/synthetic.py (seeds never used in training: the trainer's are < 10⁷ and keyed by
+model/training/synthetic.py (seeds never used in training: the trainer's are < 10⁷ and keyed by
 task), writes each haystack once as a folder of PNGs (lossless; a folder is read like a video)
 and asks every model through `model.api.ask`, the engine the CLI uses, with `num_frames` equal
 to the haystack length so every frame is seen. A model is right when its greedy answer is
@@ -22,39 +23,28 @@ JSON line of the figures.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
-from types import ModuleType
 
+from measure import print_json_line
 from PIL import Image, ImageDraw
 
 from model import load_model
 from model.api import ask
 from model.demo import demo_model_dir
 from model.engine import GenerationOptions
+from model.memory_usage import current_rss_bytes, reset_peak_rss
+from model.training import synthetic
 from sampling import SamplingOptions
 
-REPO = Path(__file__).resolve().parents[1]
 FRAMES = (16, 64, 128, 256, 512, 1000)
 DEPTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
 SEED_BASE = 900_000  # far from the trainer's seeds
 
 
-def load_synthetic() -> ModuleType:
-    """examples/synthetic.py by file path (examples/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("synthetic", REPO / "examples" / "synthetic.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["synthetic"] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
-
-
-def write_haystacks(synthetic: ModuleType, frames, depths, trials: int, root: Path) -> dict:
+def write_haystacks(frames, depths, trials: int, root: Path) -> dict:
     """{(num_frames, depth): [(folder, question, answer), ...]}: every trial's frames as PNGs."""
     cells = {}
     for num_frames in frames:
@@ -71,23 +61,6 @@ def write_haystacks(synthetic: ModuleType, frames, depths, trials: int, root: Pa
     return cells
 
 
-def current_rss() -> int:
-    """VmRSS of this process, bytes (the peak comes with each ask's result)."""
-    with open("/proc/self/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise OSError("no VmRSS in /proc/self/status")
-
-
-def reset_peak_rss() -> bool:
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
-
-
 def run_model(model_dir: str, cells: dict, longest: int) -> dict:
     model = load_model(model_dir)
     grid: dict[int, dict[float, float]] = {}
@@ -96,7 +69,7 @@ def run_model(model_dir: str, cells: dict, longest: int) -> dict:
         correct = 0
         for folder, question, answer in trials:
             measure = num_frames == longest and reset_peak_rss()
-            before = current_rss()
+            before = current_rss_bytes()
             result = ask(
                 model,
                 [str(folder)],
@@ -175,14 +148,13 @@ def main() -> None:
 
         torch.set_num_threads(args.threads)
     models = parse_models(args.model)
-    synthetic = load_synthetic()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     longest = max(args.frames)
     results = {}
     with tempfile.TemporaryDirectory() as root:
         started = time.perf_counter()
-        cells = write_haystacks(synthetic, args.frames, args.depths, args.trials, Path(root))
+        cells = write_haystacks(args.frames, args.depths, args.trials, Path(root))
         print(f"wrote {len(cells) * args.trials} haystacks in {time.perf_counter() - started:.0f} s", flush=True)
         for name, model_dir in models.items():
             started = time.perf_counter()
@@ -203,7 +175,7 @@ def main() -> None:
     record = {"trials": args.trials, "frames": args.frames, "depths": args.depths, "models": models, "results": results}
     (out / "grid.json").write_text(json.dumps(record, indent=2) + "\n")
     print(f"wrote {out / 'grid.json'} and heatmaps")
-    print(json.dumps({name: {k: v for k, v in r.items() if k != "grid"} for name, r in results.items()}))
+    print_json_line({name: {k: v for k, v in r.items() if k != "grid"} for name, r in results.items()})
 
 
 if __name__ == "__main__":

@@ -2,15 +2,8 @@
 
 A checkpoint is a directory with `config.json` and safetensors weights: one `model.safetensors`,
 shards listed by `model.safetensors.index.json`, or (as some exporters leave them) bare
-`*.safetensors` files. Two weight namings are accepted through one rename table:
-
-| AI21 remote code (LongLLaVA, Jamba-v0.1)   | transformers' native Jamba (ours)          |
-|--------------------------------------------|--------------------------------------------|
-| layers.{i}.pre_moe_layernorm               | layers.{i}.pre_ff_layernorm                |
-| layers.{i}.moe.router                      | layers.{i}.feed_forward.router             |
-| layers.{i}.moe.experts.{e}.* (MoE layer)   | layers.{i}.feed_forward.experts.{e}.*      |
-| layers.{i}.moe.experts.0.* (dense layer)   | layers.{i}.feed_forward.*                  |
-| layers.{i}.mamba.B_layernorm / C_layernorm | layers.{i}.mamba.b_layernorm / c_layernorm |
+`*.safetensors` files. Both weight namings are accepted: AI21's (LongLLaVA, Jamba-v0.1) and
+transformers' native Jamba naming, through `model/naming.py`'s rename.
 
 Modules are built on the meta device and each tensor is read, cast and placed once, so peak
 memory while loading is the model's size plus one tensor. Every problem is a `CheckpointError`
@@ -51,6 +44,7 @@ from torch import nn
 from model.config import JambaConfig
 from model.errors import CheckpointError
 from model.jamba import JambaLM
+from model.naming import dense_layers, to_native
 from model.shapes import LM_LAYER, TIED_LM_HEAD, count_layers, lm_tensor_shapes
 
 INDEX_FILE = "model.safetensors.index.json"
@@ -72,15 +66,6 @@ SAFETENSORS_DTYPE_BYTES = {
     "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8,
 }  # fmt: skip
 
-# (pattern, replacement) applied in order: AI21 / LongLLaVA names -> ours.
-AI21_RENAMES: tuple[tuple[str, str], ...] = (
-    (r"\.pre_moe_layernorm\.", ".pre_ff_layernorm."),
-    (r"\.moe\.", ".feed_forward."),
-    (r"\.mamba\.B_layernorm\.", ".mamba.b_layernorm."),
-    (r"\.mamba\.C_layernorm\.", ".mamba.c_layernorm."),
-)
-# A dense layer is AI21's one-expert "MoE" block: its only expert is our plain MLP.
-_DENSE_EXPERT = re.compile(r"^(model\.layers\.(\d{1,6})\.feed_forward\.)experts\.0\.")
 # Expert indices in (renamed) tensor names, for the count check before enumerating the experts.
 _EXPERT = re.compile(r"^model\.layers\.\d{1,6}\.feed_forward\.experts\.(\d{1,6})\.")
 
@@ -436,18 +421,12 @@ def empty_weights() -> Iterator[None]:
 
 
 def jamba_key_renamer(config: JambaConfig) -> Callable[[str], str | None]:
-    """Checkpoint key -> JambaLM parameter name, for both namings (table in the module docstring)."""
-    dense = {i for i, e in enumerate(config.layer_num_experts) if e == 1}
+    """Checkpoint key -> JambaLM parameter name, for both namings (`model.naming.to_native`); None
+    for the multimodal tensors, which are not the language model's."""
+    dense = dense_layers(config)
 
     def rename(key: str) -> str | None:
-        if key.startswith(MULTIMODAL_PREFIXES):
-            return None
-        for pattern, replacement in AI21_RENAMES:
-            key = re.sub(pattern, replacement, key)
-        match = _DENSE_EXPERT.match(key)
-        if match and int(match.group(2)) in dense:
-            key = match.group(1) + key[match.end() :]
-        return key
+        return None if key.startswith(MULTIMODAL_PREFIXES) else to_native(key, dense)
 
     return rename
 

@@ -9,22 +9,22 @@ downloading 19 GB: a trained tokenizer (`write_tiny_tokenizer`) and random check
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from tokenizers import Tokenizer, processors
+
+from model.random_init import random_value
+from model.saving import ai21_lm_config, longllava_config, write_checkpoint
+from model.tokenizer_training import SPECIAL_TOKENS, train_byte_level_bpe, write_tokenizer_files
 
 # ---------------------------------------------------------------------------------------------
 # Tokenizer: a small byte-level BPE whose vocabulary covers the LongLLaVA prompt strings.
 # ---------------------------------------------------------------------------------------------
 
-# Jamba's special tokens, in id order: pad 0, bos 1, eos 2, unk 3 (LongLLaVA tokenizer_config.json).
-SPECIAL_TOKENS = ("<|pad|>", "<|startoftext|>", "<|endoftext|>", "<|unk|>")
 # Plain text in the real tokenizer (not added tokens); the BPE learns them from the corpus.
 TEMPLATE_STRINGS = ("<|User|>", "<|Assistant|>", "<img>", "</img>", "<vid>", "</vid>", "<t>", "<image>", "\n")
 _CORPUS_LINES = (
@@ -44,16 +44,7 @@ def train_tiny_tokenizer(vocab_size: int = 512) -> Tokenizer:
     caller asked for special tokens (our `model.tokenizer.Tokenizer` never does)."""
     if vocab_size < len(SPECIAL_TOKENS) + 256:
         raise ValueError(f"vocab_size {vocab_size} < 260 (4 special tokens + 256 bytes)")
-    tokenizer = Tokenizer(models.BPE(unk_token="<|unk|>"))
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=list(SPECIAL_TOKENS),
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tokenizer.train_from_iterator([line for line in _CORPUS_LINES for _ in range(20)], trainer=trainer)
+    tokenizer = train_byte_level_bpe([line for line in _CORPUS_LINES for _ in range(20)], vocab_size)
     tokenizer.post_processor = processors.TemplateProcessing(
         single="<|startoftext|> $A", special_tokens=[("<|startoftext|>", 1)]
     )
@@ -63,56 +54,45 @@ def train_tiny_tokenizer(vocab_size: int = 512) -> Tokenizer:
 def write_tiny_tokenizer(directory: str | Path, *, vocab_size: int = 512) -> Path:
     """Write `tokenizer.json`, `tokenizer_config.json` and `special_tokens_map.json` in the
     layout of LongLLaVA-9B's into `directory` (created if needed); returns the directory."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    train_tiny_tokenizer(vocab_size).save(str(directory / "tokenizer.json"))
-    roles = dict(zip(("pad_token", "bos_token", "eos_token", "unk_token"), SPECIAL_TOKENS, strict=True))
     added = {
         str(i): {"content": text, "lstrip": False, "normalized": False, "rstrip": False, "single_word": False}
         | {"special": True}
         for i, text in enumerate(SPECIAL_TOKENS)
     }
-    config = {"add_bos_token": True, "add_eos_token": False, "added_tokens_decoder": added, **roles}
-    (directory / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-    (directory / "special_tokens_map.json").write_text(json.dumps(roles, indent=2) + "\n", encoding="utf-8")
-    return directory
+    return write_tokenizer_files(
+        directory, train_tiny_tokenizer(vocab_size), config_extra={"added_tokens_decoder": added}
+    )
 
 
 # ---------------------------------------------------------------------------------------------
 # Checkpoints: tiny random LongLLaVA / CLIP directories in the released files' layout, written with
-# torch + safetensors only. Key names follow REFERENCE §1 (AI21 Jamba naming) and are spelled out
-# here rather than taken from our modules, so a naming mistake in the model code cannot hide.
+# torch + safetensors only. Key names are AI21's Jamba naming (the table in model/naming.py), spelled
+# out here rather than taken from our modules, so a naming mistake in the model code cannot hide
+# (tests/model/test_naming.py checks the rename against them).
 # ---------------------------------------------------------------------------------------------
 
 # The LM in AI21 / LongLLaVA config spelling (`n_ctx`, `mamba_inner_layernorms`). vocab_size covers
 # the tiny tokenizer's 512 entries.
-TINY_LM_CONFIG: dict[str, Any] = dict(
-    vocab_size=512,
-    hidden_size=32,
-    intermediate_size=48,
-    num_hidden_layers=4,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    attn_layer_period=2,
-    attn_layer_offset=1,
-    expert_layer_period=2,
-    expert_layer_offset=1,
-    num_experts=1,
-    num_experts_per_tok=1,
-    mamba_d_state=8,
-    mamba_d_conv=4,
-    mamba_expand=2,
-    mamba_dt_rank=6,
-    mamba_conv_bias=True,
-    mamba_proj_bias=False,
-    mamba_inner_layernorms=True,
-    hidden_act="silu",
-    rms_norm_eps=1e-6,
-    tie_word_embeddings=False,
+TINY_LM_CONFIG: dict[str, Any] = ai21_lm_config(
+    dict(
+        vocab_size=512,
+        hidden_size=32,
+        intermediate_size=48,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        attn_layer_period=2,
+        attn_layer_offset=1,
+        expert_layer_period=2,
+        expert_layer_offset=1,
+        num_experts=1,
+        num_experts_per_tok=1,
+        mamba_d_state=8,
+        mamba_d_conv=4,
+        mamba_expand=2,
+        mamba_dt_rank=6,
+    ),
     n_ctx=4096,
-    pad_token_id=0,
-    bos_token_id=1,
-    eos_token_id=2,
 )
 # CLIP tower (transformers' CLIPVisionConfig keys): 28 px images in 7 px patches, a 4×4 grid that
 # 2d pooling makes 2×2 = 4 tokens per image. Width 24 differs from the LM's 32 on purpose.
@@ -156,34 +136,20 @@ def write_tiny_longllava(
     lm_config = TINY_LM_CONFIG | dict(lm or {})
     clip_config = TINY_CLIP_CONFIG | dict(vision or {})
     g = torch.Generator().manual_seed(seed)
-    tensors = {name: _random_tensor(name, shape, g) for name, shape in _jamba_shapes(lm_config)}
+    tensors = {name: random_value(name, shape, g) for name, shape in _jamba_shapes(lm_config)}
     tensors |= {
-        name: _random_tensor(name, shape, g)
+        name: random_value(name, shape, g)
         for name, shape in _projector_shapes(clip_config["hidden_size"], lm_config["hidden_size"])
     }
     if include_vision:
         tensors |= {LONGLLAVA_TOWER_PREFIX + k: v for k, v in _clip_tensors(clip_config, seed).items()}
-    config: dict[str, Any] = {
-        "architectures": ["LlavaJambaForCausalLM"],
-        "model_type": "llava_jamba",  # REFERENCE §1: unverified against a released file
-        "torch_dtype": "float32",
-        **lm_config,
-        "mm_vision_tower": "openai/clip-vit-large-patch14-336",
-        "mm_hidden_size": clip_config["hidden_size"],
-        "mm_projector_type": "mlp2x_gelu",
-        "mm_vision_select_layer": -2,
-        "mm_vision_select_feature": "patch",
-        "mm_patch_merge_type": "flat",
-        "image_aspect_ratio": "pad",
-        "resamplePooling": pooling,
-        "tokenizer_model_max_length": 4096,
-    }
+    config = longllava_config(lm_config, clip_config, max_length=4096, pooling=pooling)
     if include_vision:
         config["vision_config"] = clip_config
     for key, value in dict(config_overrides or {}).items():
         config[key] = value
     config = {k: v for k, v in config.items() if v is not None}
-    _write_checkpoint(path, config, tensors, shards=shards)
+    write_checkpoint(path, config, tensors, shards=shards)
     write_tiny_tokenizer(path)
     return path
 
@@ -195,7 +161,7 @@ def write_tiny_clip(path: str | Path, *, seed: int = 0, vision: Mapping[str, Any
     clip_config = TINY_CLIP_CONFIG | dict(vision or {})
     config = {"architectures": ["CLIPVisionModel"], "model_type": "clip_vision_model", **clip_config}
     config["torch_dtype"] = "float32"
-    _write_checkpoint(Path(path), config, _clip_tensors(clip_config, seed), shards=1)
+    write_checkpoint(path, config, _clip_tensors(clip_config, seed))
     return Path(path)
 
 
@@ -267,66 +233,4 @@ def _clip_tensors(c: Mapping[str, Any], seed: int) -> dict[str, torch.Tensor]:
         shapes += [(layer + "mlp.fc2.weight", (d, ff)), (layer + "mlp.fc2.bias", (d,))]
     shapes += [(v + "post_layernorm.weight", (d,)), (v + "post_layernorm.bias", (d,))]
     g = torch.Generator().manual_seed(seed + 1_000_003)
-    return {name: _random_tensor(name, shape, g) for name, shape in shapes}
-
-
-def _random_tensor(name: str, shape: tuple[int, ...], g: torch.Generator) -> torch.Tensor:
-    """A value of realistic magnitude: the usual inits (norms at 1, D at 1, A_log = log(1..n))
-    would hide mistakes in the norms, the skip term and the scan's decay."""
-    if name.endswith("A_log"):
-        return torch.log(torch.empty(shape).uniform_(0.5, 12.0, generator=g))
-    if name.endswith("dt_proj.bias"):  # softplus^-1 of step sizes in [1e-3, 1e-1], as Mamba's init
-        dt = torch.exp(torch.empty(shape).uniform_(math.log(1e-3), math.log(1e-1), generator=g))
-        return dt + torch.log(-torch.expm1(-dt))
-    is_norm = any(s in name for s in ("layernorm", "layer_norm", "layrnorm"))
-    if (is_norm and name.endswith("weight")) or name.endswith(".D"):
-        return 1.0 + 0.3 * torch.randn(shape, generator=g)
-    if len(shape) == 1:
-        return 0.5 * torch.randn(shape, generator=g)
-    return torch.randn(shape, generator=g) * (1.5 / math.sqrt(math.prod(shape[1:])))
-
-
-def _write_checkpoint(
-    path: Path, config: Mapping[str, Any], tensors: Mapping[str, torch.Tensor], *, shards: int
-) -> None:
-    """config.json plus safetensors: one `model.safetensors`, or `shards` files in sorted-name
-    blocks with a `model.safetensors.index.json`, as `save_pretrained` writes them."""
-    if shards < 1:
-        raise ValueError(f"shards must be >= 1, got {shards}")
-    path.mkdir(parents=True, exist_ok=True)
-    (path / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-    names = sorted(tensors)
-    if shards == 1:
-        save_file({k: tensors[k].contiguous() for k in names}, path / "model.safetensors", metadata={"format": "pt"})
-        return
-    per_file = math.ceil(len(names) / shards)
-    weight_map = {}
-    for s in range(shards):
-        file = f"model-{s + 1:05d}-of-{shards:05d}.safetensors"
-        part = names[s * per_file : (s + 1) * per_file]
-        save_file({k: tensors[k].contiguous() for k in part}, path / file, metadata={"format": "pt"})
-        weight_map |= dict.fromkeys(part, file)
-    total = sum(t.numel() * t.element_size() for t in tensors.values())
-    index = {"metadata": {"total_size": total}, "weight_map": weight_map}
-    (path / "model.safetensors.index.json").write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
-
-
-def randomize_parameters(module: torch.nn.Module, seed: int) -> None:
-    """Give every parameter of `module` a non-trivial random value, in place: initialisers leave
-    norms at 1, D at 1 and A_log at log(1..n), which would hide mistakes in the inner norms and
-    the skip term. A_log spread over log(0.5..12), norms and D around 1 ± 0.3, Δ biases at
-    softplus⁻¹ of Mamba's 1e-3..1e-1 step sizes, weights ~ 1.5/√fan_in. Used by the tests and the
-    benchmarks to give transformers' models and ours the same meaningful weights."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in module.named_parameters():
-            if name.endswith("A_log"):
-                p.copy_(torch.log(torch.empty(p.shape).uniform_(0.5, 12.0, generator=g)))
-            elif "layernorm" in name or name.endswith(".D") or name == "D":
-                p.copy_(1.0 + 0.3 * torch.randn(p.shape, generator=g))
-            elif name.endswith("dt_proj.bias"):
-                dt = torch.exp(torch.empty(p.shape).uniform_(math.log(1e-3), math.log(1e-1), generator=g))
-                p.copy_(dt + torch.log(-torch.expm1(-dt)))
-            else:
-                fan_in = p.shape[-1] if p.dim() > 1 else 1
-                p.copy_(torch.randn(p.shape, generator=g) * (1.5 / math.sqrt(fan_in) if p.dim() > 1 else 0.5))
+    return {name: random_value(name, shape, g) for name, shape in shapes}

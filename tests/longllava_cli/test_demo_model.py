@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from model.demo import DEMO_NOTICE
+from model.training import demo_media
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -16,7 +17,7 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 @pytest.mark.parametrize(
     "name", ["shapes.mp4", "order.mp4", "count.mp4", "pictures/1.png", "pictures/2.png", "pictures/3.png"]
 )
-def test_ask_about_a_demo_file(run_cli, demo_media, name):
+def test_ask_about_a_demo_file(run_cli, name):
     item = demo_media.demo_items()[name]
     result = run_cli("ask", str(EXAMPLES / name), item.question)
     assert result.returncode == 0, result.stderr
@@ -24,7 +25,7 @@ def test_ask_about_a_demo_file(run_cli, demo_media, name):
     assert result.stderr.strip() == DEMO_NOTICE
 
 
-def test_several_questions_as_json(run_cli, demo_media):
+def test_several_questions_as_json(run_cli):
     item = demo_media.demo_items()["shapes.mp4"]
     questions = ["Which object appears in the video?", "What shape and colour is shown in one frame?"]
     result = run_cli("ask", str(EXAMPLES / "shapes.mp4"), "-q", questions[0], "-q", questions[1], "--json")

@@ -14,6 +14,7 @@ from model.api import ask
 from model.demo import demo_model_dir
 from model.engine import GenerationOptions
 from model.request import AskRequest
+from model.training import synthetic
 from sampling import SamplingOptions
 
 # Far from the trainer's seeds (< 10⁷ per task) and from its evaluation seeds (777000 + i).
@@ -51,7 +52,7 @@ def _save_frames(item, folder):
     return folder
 
 
-def test_finds_the_needle_in_a_fresh_video(demo, synthetic, tmp_path):
+def test_finds_the_needle_in_a_fresh_video(demo, tmp_path):
     item = synthetic.make_item("needle", SEED, num_frames=96, depth=0.3)
     folder = _save_frames(item, tmp_path / "haystack")
     result = ask(
@@ -67,7 +68,7 @@ def test_finds_the_needle_in_a_fresh_video(demo, synthetic, tmp_path):
     assert result.num_visual_tokens == 96 * demo.tokens_per_image
 
 
-def test_names_the_object_of_fresh_pictures(demo, synthetic, tmp_path):
+def test_names_the_object_of_fresh_pictures(demo, tmp_path):
     items = [synthetic.make_item("describe", SEED + i) for i in range(3)]
     answers = []
     for i, item in enumerate(items):

@@ -16,6 +16,7 @@ from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer as HFTokenizer
 
 from model import CheckpointError, ContextTooLongError, LongLLaVA, load_language_model, load_model
+from model.naming import to_native
 from model.testing import TINY_CLIP_CONFIG, write_tiny_clip, write_tiny_longllava, write_tiny_tokenizer
 from sampling.prompt import (
     ImageGroup,
@@ -54,20 +55,9 @@ def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
 
 # ---------------------------------------------------------------------------------------------
 # Reference: transformers' CLIPVisionModel and JambaForCausalLM, fed only through files that the
-# test writes from the LongLLaVA checkpoint with its own rename table.
+# test writes from the LongLLaVA checkpoint, renamed by model/naming.py (whose names
+# tests/model/test_naming.py checks against the AI21 names model/testing.py spells out).
 # ---------------------------------------------------------------------------------------------
-
-
-def _native_jamba_name(key: str, dense: set[int]) -> str:
-    key = key.replace(".pre_moe_layernorm.", ".pre_ff_layernorm.")
-    key = key.replace(".mamba.B_layernorm.", ".mamba.b_layernorm.").replace(
-        ".mamba.C_layernorm.", ".mamba.c_layernorm."
-    )
-    m = re.match(r"model\.layers\.(\d+)\.moe\.(.*)", key)
-    if m:
-        rest = m.group(2).removeprefix("experts.0.") if int(m.group(1)) in dense else m.group(2)
-        key = f"model.layers.{m.group(1)}.feed_forward.{rest}"
-    return key
 
 
 def _reference(src: Path, tmp: Path):
@@ -93,7 +83,7 @@ def _reference(src: Path, tmp: Path):
     transformers.JambaConfig(**lm_keys).save_pretrained(jamba_dir)
     period, offset = config["expert_layer_period"], config["expert_layer_offset"]
     dense = {i for i in range(config["num_hidden_layers"]) if config["num_experts"] == 1 or i % period != offset}
-    lm = {_native_jamba_name(k, dense): v for k, v in tensors.items() if not k.startswith(("model.mm_", prefix))}
+    lm = {to_native(k, dense): v for k, v in tensors.items() if not k.startswith(("model.mm_", prefix))}
     save_file(lm, jamba_dir / "model.safetensors", metadata={"format": "pt"})
     hf_lm, info = transformers.JambaForCausalLM.from_pretrained(
         jamba_dir, output_loading_info=True, dtype=torch.float32

@@ -8,6 +8,8 @@ import itertools
 import numpy as np
 import pytest
 
+from model.training import synthetic
+
 
 def _has(synthetic, image, color: str, min_pixels: int = 15) -> bool:
     pixels = np.asarray(image.convert("RGB"))
@@ -26,7 +28,7 @@ def _images(item):
 
 
 @pytest.mark.parametrize("task", ["describe", "compare", "needle", "count", "order", "motion", "tile"])
-def test_items_are_deterministic(synthetic, task):
+def test_items_are_deterministic(task):
     a, b = synthetic.make_item(task, 3), synthetic.make_item(task, 3)
     assert (a.question, a.answer, a.info) == (b.question, b.answer, b.info)
     assert all(x.tobytes() == y.tobytes() for x, y in zip(_images(a), _images(b), strict=True))
@@ -34,7 +36,7 @@ def test_items_are_deterministic(synthetic, task):
     assert any(o.answer != a.answer or o.question != a.question for o in others)
 
 
-def test_stream_is_deterministic(synthetic):
+def test_stream_is_deterministic():
     def first_ten():
         stream = synthetic.item_stream(["describe", "count"], 1)
         return [(item.task, item.answer) for item in itertools.islice(stream, 10)]
@@ -44,7 +46,7 @@ def test_stream_is_deterministic(synthetic):
 
 
 @pytest.mark.parametrize("seed", range(8))
-def test_describe_names_the_drawn_object(synthetic, seed):
+def test_describe_names_the_drawn_object(seed):
     item = synthetic.make_item("describe", seed)
     color, shape = item.answer.split()
     assert _object_colors(synthetic, item.visuals[0].image) == {color}
@@ -53,7 +55,7 @@ def test_describe_names_the_drawn_object(synthetic, seed):
 
 @pytest.mark.parametrize("seed", range(6))
 @pytest.mark.parametrize("depth", [0.0, 0.5, 1.0])
-def test_needle_is_the_only_object_frame(synthetic, seed, depth):
+def test_needle_is_the_only_object_frame(seed, depth):
     item = synthetic.make_item("needle", seed, num_frames=20, depth=depth)
     frames = item.visuals[0].frames
     assert len(frames) == 20 and item.info["index"] == round(depth * 19)
@@ -63,14 +65,14 @@ def test_needle_is_the_only_object_frame(synthetic, seed, depth):
 
 
 @pytest.mark.parametrize("seed", range(10))
-def test_count_equals_frames_with_the_colour(synthetic, seed):
+def test_count_equals_frames_with_the_colour(seed):
     item = synthetic.make_item("count", seed, num_frames=12)
     color = item.question.split(" a ")[1].split()[0]
     assert int(item.answer) == sum(_has(synthetic, f, color) for f in item.visuals[0].frames)
 
 
 @pytest.mark.parametrize("seed", range(10))
-def test_order_answer_appears_first(synthetic, seed):
+def test_order_answer_appears_first(seed):
     item = synthetic.make_item("order", seed, num_frames=10)
     names = item.question.removeprefix("Which appears first, the ").removesuffix("?").split(" or the ")
     assert item.answer in names
@@ -82,7 +84,7 @@ def test_order_answer_appears_first(synthetic, seed):
 
 
 @pytest.mark.parametrize("seed", range(8))
-def test_motion_direction_matches_the_centroid(synthetic, seed):
+def test_motion_direction_matches_the_centroid(seed):
     item = synthetic.make_item("motion", seed, num_frames=6)
     color = item.question.split(" the ")[1].split()[0]
     centroids = []
@@ -95,7 +97,7 @@ def test_motion_direction_matches_the_centroid(synthetic, seed):
 
 
 @pytest.mark.parametrize("seed", range(8))
-def test_compare_answers(synthetic, seed):
+def test_compare_answers(seed):
     item = synthetic.make_item("compare", seed)
     images = [v.image for v in item.visuals]
     if item.answer in ("yes", "no"):
@@ -107,7 +109,7 @@ def test_compare_answers(synthetic, seed):
 
 
 @pytest.mark.parametrize("seed", range(8))
-def test_tile_answer_holds_the_object(synthetic, seed):
+def test_tile_answer_holds_the_object(seed):
     item = synthetic.make_item("tile", seed)
     large = item.visuals[0]
     size = large.image.width // large.cols
@@ -117,13 +119,13 @@ def test_tile_answer_holds_the_object(synthetic, seed):
     assert _has(synthetic, piece, item.question.split(" the ")[1].split()[0])
 
 
-def test_template_text_covers_every_answer(synthetic):
+def test_template_text_covers_every_answer():
     text = set(synthetic.template_text())
     assert {f"{c} {s}" for c in synthetic.COLORS for s in synthetic.SHAPES} <= text
 
 
 @pytest.mark.parametrize("seed", range(12))
-def test_attribute_frame_labels_match_the_pixels(synthetic, seed):
+def test_attribute_frame_labels_match_the_pixels(seed):
     import random
 
     image, labels = synthetic.attribute_frame(random.Random(seed))

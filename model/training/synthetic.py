@@ -1,4 +1,4 @@
-"""Seeded synthetic images, videos and questions for training and testing the demo model (issue 7).
+"""Seeded synthetic images, videos and questions for training and testing the demo model.
 
 Everything is procedurally drawn with Pillow from a seed, so a seed names an item exactly and
 test items can be drawn from seeds never used in training. Answers are short and exact
