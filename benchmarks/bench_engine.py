@@ -125,6 +125,7 @@ def _ours_setup(spec: dict):
 
     from model import load_model
     from model.api import RunOptions, plan_request
+    from model.request import AskRequest
     from sampling import SamplingOptions
 
     torch.set_num_threads(THREADS)
@@ -132,7 +133,8 @@ def _ours_setup(spec: dict):
     run = RunOptions(chunk_tokens=spec["chunk"], vision_batch_size=VISION_BATCH, frames_ahead=FRAMES_AHEAD)
 
     def request(frames: int):
-        return plan_request(model, [VIDEO], QUESTION, sampling=SamplingOptions(num_frames=frames))
+        sampling = SamplingOptions(num_frames=frames)
+        return plan_request(model, AskRequest(inputs=[VIDEO], questions=QUESTION, sampling=sampling))
 
     return model, run, request
 

@@ -36,6 +36,7 @@ from model.api import ask
 from model.demo import demo_model_dir
 from model.engine import GenerationOptions
 from model.memory_usage import current_rss_bytes, reset_peak_rss
+from model.request import AskRequest
 from model.training import synthetic
 from sampling import SamplingOptions
 
@@ -72,10 +73,12 @@ def run_model(model_dir: str, cells: dict, longest: int) -> dict:
             before = current_rss_bytes()
             result = ask(
                 model,
-                [str(folder)],
-                question,
-                sampling=SamplingOptions(num_frames=num_frames, max_frames=num_frames),
-                generation=GenerationOptions(max_new_tokens=8),
+                AskRequest(
+                    inputs=[str(folder)],
+                    questions=question,
+                    sampling=SamplingOptions(num_frames=num_frames, max_frames=num_frames),
+                    generation=GenerationOptions(max_new_tokens=8),
+                ),
             )
             correct += result.answers[0].text.strip() == answer
             if num_frames == longest:
