@@ -1,4 +1,4 @@
-"""Streaming engine benchmark (issue 5): frames → CLIP → chunked prefill → generation, vs one-shot
+"""Streaming engine benchmark: frames → CLIP → chunked prefill → generation, vs one-shot
 prefill, transformers' JambaForCausalLM and an all-attention model of the same size.
 
     python benchmarks/bench_engine.py [--frames 50 100 200 400 1000] [--no-hf] [--reuse]
@@ -490,7 +490,7 @@ def targets_report(figures, results, frames) -> None:
         print("\nLast-logit max abs difference ours (chunked) vs transformers: "
               + ", ".join(f"{f} frames {d:.2e}" for f, d in diffs.items()))
     figures["logit_max_abs_diff_vs_hf"] = diffs
-    print("\nTargets (issue 5):")
+    print("\nTargets:")
     for name, ok in targets.items():
         print(f"  [{'met' if ok else 'NOT met'}] {name}")
     figures["targets_met"] = targets

@@ -1,4 +1,4 @@
-"""Jamba LM prefill benchmark (issue 2): ours vs transformers' JambaForCausalLM, its pure-PyTorch path.
+"""Jamba LM prefill benchmark: ours vs transformers' JambaForCausalLM, its pure-PyTorch path.
 
     python benchmarks/bench_lm_prefill.py [--lengths 1024 4096 16384] [--no-hf] [--reuse]
 
@@ -567,7 +567,7 @@ def print_targets(figures, results) -> dict[str, bool]:
         if f"float32 {path}" in figures["mixer_9b"]:
             share = figures["mixer_9b"][f"float32 {path}"]["scan_share"]
             targets[f"scan share <= 30% at Jamba-9B widths, float32, {path} path"] = share <= 0.30
-    print("\nTargets (issue 2):")
+    print("\nTargets:")
     for name, ok in targets.items():
         print(f"  [{'met' if ok else 'NOT met'}] {name}")
     return targets

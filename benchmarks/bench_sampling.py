@@ -1,4 +1,4 @@
-"""Frame sampling benchmark (issue 3): ours vs decord get_batch, OpenCV seek-per-frame and the
+"""Frame sampling benchmark: ours vs decord get_batch, OpenCV seek-per-frame and the
 LongLLaVA way, on a generated 20-minute 1280×720 H.264 video with a keyframe every 250 frames.
 
     python benchmarks/bench_sampling.py            # ~10 min on 2 cores; videos cached in benchmarks/out/

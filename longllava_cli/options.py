@@ -29,7 +29,7 @@ DEFAULT_CHUNK_TOKENS = 2048  # model.api.RunOptions.chunk_tokens
 # 1 GiB at LongLLaVA-9B's width in bfloat16, and more than any prompt of 1024 frames needs per step.
 MAX_CHUNK_TOKENS = 65536
 DEFAULT_MAX_NEW_TOKENS = 768  # model.engine.GenerationOptions.max_new_tokens
-DEFAULT_TOKENS_PER_IMAGE = 144  # 24×24 CLIP patches pooled 2×2 (REFERENCE §3)
+DEFAULT_TOKENS_PER_IMAGE = 144  # 24×24 CLIP patches pooled 2×2 (docs/format.md, Vision)
 DEFAULT_CAPTION_PROMPT = "Describe what you see in detail."
 
 MODEL_PANEL = "Model"

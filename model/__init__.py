@@ -13,8 +13,9 @@ Public API:
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from sampling.lazy import lazy_exports
 
 # Public names and the module each lives in, loaded on first use (PEP 562): `import model.errors`
 # or `model.request` (the CLI's error table, its request building) loads neither torch nor media
@@ -46,17 +47,7 @@ if TYPE_CHECKING:
     from model.longllava import LongLLaVA, load_model, read_model_config
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'model' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
-
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
 
 __all__ = [
     "CLIPVisionConfig",

@@ -6,7 +6,7 @@ hd head dim, d d_inner (Mamba channels), n d_state, k d_conv.
 - Attention layers keep K/V in buffers [b, h_kv, capacity, hd] that grow in large blocks
   (never a `cat` per chunk): memory is the KV cache itself, 16 KiB/token at LongLLaVA-9B in bf16.
 - Mamba layers keep the last k-1 *pre-conv* inputs [b, k-1, d] (the conv's left context for the
-  next chunk) and the SSM state [b, d, n], always float32 whatever the model dtype (REFERENCE §2).
+  next chunk) and the SSM state [b, d, n], always float32 whatever the model dtype (docs/format.md, The language model).
 
 One forward serves a prefill chunk of any length and a 1-token decode: the position of the
 first new token is `cache.length`. Source: gpt-fast `KVCache`, mamba.py `jamba.py` caches.

@@ -9,7 +9,7 @@ Three configs, one per part of a LongLLaVA checkpoint (gathered in `ModelConfig`
   (`mm_*`, `resamplePooling`, `tokenizer_model_max_length`).
 
 No torch import here: `longllava info` and `estimate` read configs without loading a model.
-Source: ../shared/REFERENCE.md §1 (field table), transformers `configuration_jamba.py`.
+Source: docs/format.md (Checkpoints: the key tables), transformers `models/jamba/configuration_jamba.py`.
 
 Everything in a `config.json` is untrusted: each field is checked against its annotated type
 (`bool` is not an `int`; a `float` must be finite) and against a range far above any released
@@ -336,7 +336,7 @@ class CLIPVisionConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class LongLLaVAConfig:
-    """Multimodal keys of a LongLLaVA `config.json` (REFERENCE §1, unverified against a released
+    """Multimodal keys of a LongLLaVA `config.json` (docs/format.md, Checkpoints; inferred, not read from a released
     file: all optional, with the values LongLLaVA-9B was trained with)."""
 
     mm_vision_tower: str | None = "openai/clip-vit-large-patch14-336"

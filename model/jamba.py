@@ -1,4 +1,4 @@
-"""The Jamba language model (Lieber et al. 2024) as LongLLaVA uses it (REFERENCE §2).
+"""The Jamba language model (Lieber et al. 2024) as LongLLaVA uses it (docs/format.md, The language model).
 
 Glossary: b batch, l tokens in this call, e hidden_size, V vocab_size.
 

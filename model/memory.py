@@ -31,7 +31,7 @@ from model.errors import MemoryBudgetError
 from model.scan import SCAN_BLOCK_ELEMENTS
 
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
-# Text around each video frame with LongLLaVA's tokenizer: `<img>`, `</img>`, `<t>` (REFERENCE §4).
+# Text around each video frame with LongLLaVA's tokenizer: `<img>`, `</img>`, `<t>` (docs/format.md, Prompt).
 MARKUP_TOKENS_PER_FRAME = 7
 # Template, separators and a typical question.
 PROMPT_TEXT_TOKENS = 64

@@ -3,7 +3,7 @@
     h_t = exp(Δ_t A) ⊙ h_{t-1} + Δ_t B_t x_t        y_t = C_t · h_t
 
 Glossary: b batch, l tokens, d d_inner channels, n d_state. All math is float32 whatever the
-model dtype (REFERENCE §2). Every implementation has the same signature:
+model dtype (docs/format.md, The language model). Every implementation has the same signature:
 
     scan(x, delta, A, B, C, state) -> (y, new_state)
     x, delta: [b, l, d] float32     A: [d, n] float32 (negative)
@@ -153,7 +153,7 @@ def add_initial_state(
 
     A does not depend on time, so the state's contribution at token t is exp(A·S_t) ⊙ h0 with
     S_t = Σ_{s≤t} Δ_s (per channel): y_t gains Σ_n C_t[n] exp(A[d,n] S_t[d]) h0[d,n] and the final
-    state gains exp(A·S_l) ⊙ h0. All exponents are ≤ 0, so this is stable (REFERENCE §2).
+    state gains exp(A·S_l) ⊙ h0. All exponents are ≤ 0, so this is stable (docs/format.md, The language model).
 
     y: [b, l, d], last: [b, d, n] (zero-start results); delta: [b, l, d]; A: [d, n];
     C: [b, l, n]; state: [b, d, n]. Returns the corrected (y, last), float32.

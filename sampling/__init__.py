@@ -16,8 +16,9 @@ for media used only as far as it decodes). Animated GIF, WebP and PNG are videos
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from sampling.lazy import lazy_exports
 
 # Public names and the module each lives in. They load on first use (PEP 562), so `import sampling`
 # (e.g. for `sampling.errors`) costs nothing, and no video decoder loads before a file is read.
@@ -51,13 +52,7 @@ if TYPE_CHECKING:
     from sampling.video_info import VideoInfo
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'sampling' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value
-    return value
-
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
 
 __all__ = [
     "CLIP_MEAN",
@@ -78,7 +73,3 @@ __all__ = [
     "plan_inputs",
     "preprocess_image",
 ]
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)

@@ -4,7 +4,7 @@ A compressed video can only be entered at a keyframe; a frame in the middle of a
 (GOP) costs every frame from the GOP's keyframe up to it. The cheapest plan (the floor) seeks to
 the keyframe before the first wanted frame of each GOP, decodes forward to the last wanted frame of
 that GOP and moves on. Seek-per-frame pays each frame's distance to its keyframe separately; a
-sequential pass pays every frame up to the last wanted one (REFERENCE §5).
+sequential pass pays every frame up to the last wanted one (docs/format.md, Video decoding).
 
 Indices are presentation-order frame positions; keyframes: sorted int positions of keyframes.
 """

@@ -13,6 +13,7 @@ Glossary: n = frames available, k = frames wanted, t = timestamps in seconds (so
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -124,16 +125,7 @@ def select_frames(
     return FrameSelection(lo + picked[spread_evenly(len(picked), cap)], hi - lo, len(picked))
 
 
-def select_frame_indices(
-    timestamps: np.ndarray,
-    *,
-    num_frames: int,
-    fps: float | None = None,
-    max_frames: int | None = None,
-    start: float | None = None,
-    end: float | None = None,
-) -> np.ndarray:
-    """`select_frames(...).indices`: int64 [k], sorted and distinct, all in `0..len(timestamps)-1`."""
-    return select_frames(
-        timestamps, num_frames=num_frames, fps=fps, max_frames=max_frames, start=start, end=end
-    ).indices
+def select_frame_indices(timestamps: np.ndarray, **options: Any) -> np.ndarray:
+    """`select_frames(timestamps, **options).indices`: int64 [k], sorted and distinct, all in
+    `0..len(timestamps)-1`."""
+    return select_frames(timestamps, **options).indices

@@ -12,7 +12,7 @@ from typing import Literal
 Backend = Literal["auto", "pyav", "decord", "opencv"]
 BACKENDS: tuple[Backend, ...] = ("auto", "pyav", "decord", "opencv")
 
-# LongLLaVA-9B fits ~1173 images on an 80 GB GPU (REFERENCE §6); more frames than this is a typo.
+# LongLLaVA-9B fits ~1173 images on an 80 GB GPU (docs/format.md, Published figures); more frames than this is a typo.
 MAX_FRAMES = 1024
 DEFAULT_NUM_FRAMES = 128
 DEFAULT_IMAGE_SIZE = 336

@@ -3,7 +3,7 @@
 An `InputPlan` is one item of the prompt, of one of four kinds:
 - "image":    one picture → 1 model image.
 - "tiled":    one picture at high resolution → the global image, then `grid` = (rows, cols) tiles
-              in raster order: 1 + rows·cols model images (REFERENCE §4 layout).
+              in raster order: 1 + rows·cols model images (the spatial layout of docs/format.md, Prompt).
 - "video":    frames of one video, in time order, each with its index and timestamp.
 - "sequence": the images of a folder, in natural file order, sampled like video frames (no
               timestamps): a folder of photos or extracted frames is one temporal sequence.

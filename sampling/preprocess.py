@@ -3,9 +3,9 @@
 One image: pad to a square with the CLIP mean colour (the picture centred, as LLaVA's
 `expand2square`), resize to `size`² with Pillow bicubic (what `CLIPImageProcessor` does; the
 shortest-side resize and centre crop it then applies are no-ops on a square), scale by 1/255 and
-normalise with CLIP's mean and std (REFERENCE §3). Output: float32 tensor [3, size, size].
+normalise with CLIP's mean and std (docs/format.md, Vision). Output: float32 tensor [3, size, size].
 
-High resolution (REFERENCE §4): the global image above plus the picture cut into a raster grid of
+High resolution (docs/format.md, Prompt): the global image above plus the picture cut into a raster grid of
 `tile`² tiles at native resolution, the picture first padded right and down with the mean colour up
 to whole tiles (a 1000×1000 image → 3×3 tiles of 336). Each tile is then preprocessed like an image.
 A picture whose native grid is over the tile budget is scaled down, aspect ratio kept, to the grid

@@ -8,7 +8,7 @@ for LongLLaVA: 24×24 CLIP patches pooled 2×2); chunk, the text between two slo
 tokenised as one string, exactly as upstream's `tokenizer_image_token` (`llava/mm_utils.py`)
 splits the prompt on `<image>`.
 
-Format (REFERENCE §4; upstream `cli.py` / `llava/eval/chatbot.py`, `llava/conversation.py`):
+Format (docs/format.md, Prompt; upstream `cli.py` / `llava/eval/chatbot.py`, `llava/conversation.py`):
 - chat template `<|startoftext|><|User|>\\n{user}\\n<|startoftext|><|Assistant|>\\n`;
 - image `<img><image></img>`, then `\\n` before what follows (upstream eval scripts write
   `<image>\\n` + question);
@@ -312,7 +312,7 @@ def tokenize_layout(layout: PromptLayout, encode: Callable[[str], Sequence[int]]
     its tokens are attributed by prefix: an owner's count is len(encode(text up to its end)) -
     len(encode(text up to its start)), so counts always sum to the true total. A video frame costs
     tokens_per_image + the tokens of `<img>`, `</img>` and `<t>` in context: 144 + 7 = 151 with
-    LongLLaVA's Jamba tokenizer (REFERENCE §4; not checkable offline), more with other vocabularies.
+    LongLLaVA's Jamba tokenizer (docs/format.md, Prompt; not checkable offline), more with other vocabularies.
     """
     segments: list[tuple[int, ...] | ImageSlot] = []
     per_group = [0] * len(layout.groups)

@@ -1,7 +1,7 @@
 """OpenCV reader: seek per wanted frame, or one sequential pass, whichever decodes less.
 
 Seeking (`CAP_PROP_POS_FRAMES`) costs each wanted frame's distance to its keyframe; a pass costs
-every frame up to the last wanted one (REFERENCE §5). OpenCV converts a frame number to a time
+every frame up to the last wanted one (docs/format.md, Video decoding). OpenCV converts a frame number to a time
 with the average frame rate, so on variable-frame-rate video only the pass is exact. Rotation is
 applied here, as in the other readers, rather than by OpenCV's auto-orientation.
 """

@@ -45,7 +45,8 @@ def test_importing_the_library_loads_no_video_decoder():
     assert result.stdout.strip() == "[]"
 
 
-# "REFERENCE §3", "(issue 7)": documents and trackers that are not in the repository.
+# A section sign after the old reference notes' name, or an issue number: documents and trackers
+# that are not in the repository.
 _OUTSIDE = re.compile(r"REFERENCE(\.md)?\s*§|\bissues? #?\d+|shared/[A-Z]+\.md")
 
 

@@ -59,7 +59,7 @@ def test_vision_and_projector_counts_equal_the_modules():
 
 
 def test_longllava_9b_sizes_match_the_release():
-    """REFERENCE §1: ~9.3B LM + 0.3B CLIP + 0.02B projector, 19.23 GB in bf16; 16 KiB KV per token."""
+    """docs/format.md, Checkpoints: ~9.3B LM + 0.3B CLIP + 0.02B projector, 19.23 GB in bf16; 16 KiB KV per token."""
     assert round(count_lm_parameters(LONGLLAVA_9B) / 1e9, 1) == 9.3
     assert round(count_vision_parameters(CLIPVisionConfig()) / 1e9, 1) == 0.3
     estimate = estimate_memory(LONGLLAVA_9B, CLIPVisionConfig(), dtype="bfloat16", num_tokens=1, mm_hidden_size=1024)

@@ -75,7 +75,7 @@ def test_matches_transformers_clip_image_processor() -> None:
 
 
 def test_tile_grid_is_ceil_division() -> None:
-    assert count_tile_grid(1000, 1000, 336) == (3, 3)  # REFERENCE §4: 9 tiles + 1 global
+    assert count_tile_grid(1000, 1000, 336) == (3, 3)  # docs/format.md, Prompt: 9 tiles + 1 global
     assert count_tile_grid(336, 336, 336) == (1, 1)
     assert count_tile_grid(337, 100, 336) == (1, 2)
 

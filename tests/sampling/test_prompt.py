@@ -98,7 +98,7 @@ def test_eight_frame_video():
 
 
 def test_video_frame_costs_151_tokens_when_its_tags_cost_7():
-    # REFERENCE §4: with the real Jamba tokenizer, <img> + </img> + <t> are 7 tokens.
+    # docs/format.md, Prompt: with the real Jamba tokenizer, <img> + </img> + <t> are 7 tokens.
     encode = tagged({"<img>": 2, "</img>": 3, "<t>": 2, "<vid>": 2, "</vid>": 3})
     group = tokenize_layout(layout_for("Q", [VideoGroup(8)]), encode).num_tokens_per_group[0]
     assert group == 8 * 151 - 2 + 2 + 3  # the last frame has no <t>; plus <vid>, </vid>
