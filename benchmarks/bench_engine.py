@@ -130,7 +130,8 @@ def _ours_setup(spec: dict):
 
     torch.set_num_threads(THREADS)
     model = load_model(CHECKPOINTS[spec.get("model", "hybrid")], dtype="float32")
-    run = RunOptions(chunk_tokens=spec["chunk"], vision_batch_size=VISION_BATCH, frames_ahead=FRAMES_AHEAD)
+    # chunk 0 is the one-shot run: worker_ours sets the chunk to the whole prompt once it is planned.
+    run = RunOptions(chunk_tokens=spec["chunk"] or CHUNK, vision_batch_size=VISION_BATCH, frames_ahead=FRAMES_AHEAD)
 
     def request(frames: int):
         sampling = SamplingOptions(num_frames=frames)
