@@ -14,6 +14,8 @@ laid out and tokenised) → frames are decoded in a background thread, a few ahe
 vision tower in batches → spliced with the text embeddings and pushed through the LM in chunks
 (`engine.ChunkedPrefill`). With several questions, the frames are prefilled once and the state is
 forked for each question. Nothing holds all frames' pixels or features at once.
+
+Dimension letters: docs/glossary.md.
 """
 
 from __future__ import annotations

@@ -1,7 +1,6 @@
 """Jamba's attention: grouped-query, causal, and no positional encoding of any kind.
 
-Glossary: b batch, l new tokens (queries), s all tokens (keys, cached + new), h query heads,
-h_kv key/value heads, g = h / h_kv queries per KV head, hd head dim.
+Dimension letters: docs/glossary.md.
 
 A chunk of l queries after s - l cached keys needs a *bottom-right* aligned causal mask (query i
 sees keys ≤ s - l + i); SDPA's `is_causal` is top-left aligned (pytorch/pytorch:

@@ -1,7 +1,6 @@
 """Inference state of the Jamba LM, owned by the caller and passed into every forward.
 
-Glossary: b batch, l new tokens in this call, s tokens seen so far, h_kv key/value heads,
-hd head dim, d d_inner (Mamba channels), n d_state, k d_conv.
+Dimension letters: docs/glossary.md.
 
 - Attention layers keep K/V in buffers [b, h_kv, capacity, hd] that grow in large blocks
   (never a `cat` per chunk): memory is the KV cache itself, 16 KiB/token at LongLLaVA-9B in bf16.
@@ -38,7 +37,7 @@ class AttentionCache:
         return self.k.shape[2]
 
     def append(self, k_new: torch.Tensor, v_new: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Store k_new, v_new [b, h_kv, l, hd]; return views of all keys and values [b, h_kv, s+l, hd]."""
+        """Store k_new, v_new [b, h_kv, l, hd]; return views of all keys and values [b, h_kv, s, hd]."""
         end = self.length + k_new.shape[2]
         if end > self.capacity:
             self._grow(end)

@@ -143,7 +143,7 @@ def _check_fields(config: Any, ranges: Mapping[str, tuple[float, float]]) -> Non
 
 
 def projector_depth(projector_type: str) -> int:
-    """Linear layers of a projector type: 1 for "linear", k for "mlp{k}x_gelu" (k <= 16).
+    """Linear layers of a projector type: 1 for "linear", depth for "mlp{depth}x_gelu" (depth <= 16).
     Raises ValueError for a type the model code cannot build."""
     match = _PROJECTOR_TYPE.match(projector_type)
     depth = 0 if match is None else 1 if match.group(1) is None else int(match.group(1))

@@ -29,6 +29,8 @@ The C interface is defined here once: the limits both sides rely on (`MAX_D_STAT
 status codes are compiled in as -D values (`kernel_defines`, part of the library's cache key;
 `kernel_limits` asks a loaded library for them), `SIGNATURES` names every entry point's
 parameters, and `_call` checks every status (`check_status`: MemoryError, ValueError).
+
+Dimension letters: docs/glossary.md.
 """
 
 from __future__ import annotations
@@ -431,13 +433,13 @@ def attention_compiled(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Softmax attention of query rows over keys in one pass, float32 CPU tensors.
 
-    rows: [b, h_kv, R, hd] (scaled by hd^-0.5 inside); k, v: [b, h_kv, S, hd], e.g. views of a KV
-    cache (read in place when the last axis has unit stride). causal_len 0: every row sees every
-    key. causal_len L > 0: row r is the query at position S - L + (r mod L) and sees the keys up
-    to its own position, i.e. the rows are g query heads' L new queries folded into one KV head
-    (GQA), bottom-right aligned after the S - L cached keys. hd: a multiple of 8, ≤ MAX_HEAD_DIM.
-    Returns (out [b, h_kv, R, hd], lse [b, h_kv, R]): the attention and each row's log-sum-exp of
-    its scaled scores, float32.
+    rows: [b, h_kv, num_rows, hd] (scaled by hd^-0.5 inside); k, v: [b, h_kv, s, hd], e.g. views of
+    a KV cache (read in place when the last axis has unit stride). causal_len 0: every row sees
+    every key. causal_len l > 0: row r is the query at position s - l + (r mod l) and sees the keys
+    up to its own position, i.e. the rows are g query heads' l new queries folded into one KV head
+    (GQA), bottom-right aligned after the s - l cached keys. hd: a multiple of 8, ≤ MAX_HEAD_DIM.
+    Returns (out [b, h_kv, num_rows, hd], lse [b, h_kv, num_rows]): the attention and each row's
+    log-sum-exp of its scaled scores, float32.
     """
     library = _library(rows, k, v)
     b, h_kv, n_rows, hd = rows.shape
@@ -464,8 +466,9 @@ def attention_compiled(
 
 
 def _heads_foldable(t: torch.Tensor) -> torch.Tensor:
-    """t [b, h, n, hd] with unit stride along hd and stride(0) == h·stride(1), so that head i of
-    batch j sits at (j·h + i)·stride(1); a copy only where t is not laid out so already."""
+    """t [b, h_kv, rows or keys, hd] with unit stride along hd and stride(0) == h_kv·stride(1), so
+    that head i of batch j sits at (j·h_kv + i)·stride(1); a copy only where t is not laid out so
+    already."""
     if t.stride(3) == 1 and (t.shape[0] == 1 or t.stride(0) == t.shape[1] * t.stride(1)):
         return t
     return t.contiguous()

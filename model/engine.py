@@ -1,12 +1,13 @@
 """Streaming inference: embedding rows → chunked prefill → generation, as free functions.
 
-Glossary: e hidden_size, V vocab_size, c chunk_tokens.
+Dimension letters: docs/glossary.md.
 
 The prompt reaches the LM as a stream of embedding rows (text embeddings and projected image
-features, in prompt order). `ChunkedPrefill` copies them into one preallocated [1, c, e] buffer
-and runs the LM whenever it is full, so a chunk may end in the middle of an image's tokens or a
-separator: the LM's cache makes any cut exact. Memory is therefore weights + cache + one chunk,
-whatever the number of frames. Only the very last position's logits are computed.
+features, in prompt order). `ChunkedPrefill` copies them into one preallocated [1, chunk_tokens, e]
+buffer and runs the LM whenever it is full (each call has l ≤ chunk_tokens), so a chunk may end
+in the middle of an image's tokens or a separator: the LM's cache makes any cut exact. Memory is
+therefore weights + cache + one chunk, whatever the number of frames. Only the very last
+position's logits are computed.
 
 `generate` continues from the prefill's last logits, one token per forward, greedy or sampled,
 streaming text to a callback and stopping on EOS, a stop string or `max_new_tokens`.
@@ -39,8 +40,8 @@ class ChunkedPrefill:
         self.seconds = 0.0  # time spent in the LM
 
     def push(self, rows: torch.Tensor) -> None:
-        """rows: [n, e] (any n >= 0). A full buffer is flushed only when more rows arrive, so the
-        final `finish` always has at least one row to compute logits from."""
+        """rows: [num_rows, e] (any num_rows >= 0). A full buffer is flushed only when more rows
+        arrive, so the final `finish` always has at least one row to compute logits from."""
         start = 0
         while start < rows.shape[0]:
             if self.filled == self.buffer.shape[1]:

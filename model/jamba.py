@@ -1,9 +1,9 @@
 """The Jamba language model (Lieber et al. 2024) as LongLLaVA uses it (docs/format.md, The language model).
 
-Glossary: b batch, l tokens in this call, e hidden_size, V vocab_size.
+Dimension letters: docs/glossary.md.
 
     x = x + mixer(input_layernorm(x))       mixer: Mamba, or attention where i % period == offset
-    x = x + ffn(pre_ff_layernorm(x))        ffn: top-k MoE on expert layers, else a SwiGLU MLP
+    x = x + ffn(pre_ff_layernorm(x))        ffn: top-K MoE on expert layers, else a SwiGLU MLP
     logits = lm_head(final_layernorm(x))    only at the positions asked for
 
 No positional encoding anywhere: a token's position only decides what attention masks. Module
@@ -91,9 +91,9 @@ class JambaLM(nn.Module):
         """Run l new tokens after the `cache.length` tokens the cache has seen.
 
         input_ids: [b, l] or inputs_embeds: [b, l, e] (exactly one). cache: updated in place;
-        None runs a one-shot pass with a throw-away cache. logits_to_keep: k > 0 computes the
-        last k positions' logits, 0 none (a prefill chunk that only feeds the cache), None all.
-        Returns float32 logits [b, k, V] (k = l for None, 0 for 0).
+        None runs a one-shot pass with a throw-away cache. logits_to_keep > 0 computes that many
+        last positions' logits, 0 none (a prefill chunk that only feeds the cache), None all.
+        Returns float32 logits [b, logits_to_keep, V] ([b, l, V] for None).
         """
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids and inputs_embeds")

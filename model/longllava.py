@@ -2,10 +2,9 @@
 the Jamba LM's input at the prompt's `<image>` slots (Zhang et al. 2024, arXiv 2409.02889 §3;
 upstream `llava/model/llava_arch.py`, `prepare_inputs_labels_for_multimodal`).
 
-Glossary: b images, S image side (336), n CLIP patch tokens (576), c CLIP width (mm_hidden_size,
-1024), t tokens per image after pooling (144), e LM width (hidden_size, 4096), L prompt tokens.
+Dimension letters: docs/glossary.md.
 
-    pixels [b, 3, S, S] -> tower [b, n, c] -> pool [b, t, c] -> projector [b, t, e]
+    pixels [b, 3, S, S] -> tower [b, N, c] -> pool [b, t, c] -> projector [b, t, e]
     prompt segments (text ids | slots) -> [1, L, e] with slot i holding image i's t embeddings
 
 The streaming engine (`model/engine.py`) calls `encode_images`, `embed_tokens` and the LM chunk
@@ -171,7 +170,7 @@ class LongLLaVA(nn.Module):
         """The LM input of a whole prompt: text embeddings and image features in slot order.
 
         segments: a `TokenizedPrompt` or its `.segments` (runs of text ids and `ImageSlot`s).
-        image_features: [N, t, e] or N tensors [t, e], image i for the slot with `image == i`
+        image_features: [b, t, e] or b tensors [t, e], image i for the slot with `image == i`
         (as `encode_images` returns them). Returns [1, L, e] in the LM dtype on the model's device.
         Raises PromptError when the slots and the features do not correspond one to one.
         """

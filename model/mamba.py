@@ -1,7 +1,6 @@
 """Jamba's Mamba mixer: Mamba-1 with RMSNorms on Δ, B and C, continuing exactly across chunks.
 
-Glossary: b batch, l tokens in this call, e hidden_size, d d_inner = expand·e, n d_state,
-k d_conv, r dt_rank.
+Dimension letters: docs/glossary.md.
 
     x, z  = in_proj(h)                      [b, l, d] each
     x     = silu(conv_k(tail ++ x) + bias)  depthwise causal conv; tail = last k-1 pre-conv x

@@ -17,6 +17,8 @@
 
 `longllava estimate` prints these; the engine uses `check_fits` to fail before any heavy work.
 The constants were calibrated against measured peak RSS (benchmarks/bench_engine.py).
+
+Dimension letters: docs/glossary.md.
 """
 
 from __future__ import annotations
@@ -98,14 +100,14 @@ def count_lm_parameters(c: JambaConfig) -> int:
 
 
 def count_vision_parameters(v: CLIPVisionConfig) -> int:
-    w, i, p = v.hidden_size, v.intermediate_size, v.patch_size
-    embeddings = v.num_channels * p * p * w + w + (v.num_patches + 1) * w
-    layer = 4 * (w * w + w) + 2 * w * i + i + w + 4 * w
-    return embeddings + 4 * w + v.num_hidden_layers * layer
+    c, c_ff, p = v.hidden_size, v.intermediate_size, v.patch_size
+    embeddings = v.num_channels * p * p * c + c + (v.num_patches + 1) * c
+    layer = 4 * (c * c + c) + 2 * c * c_ff + c_ff + c + 4 * c
+    return embeddings + 4 * c + v.num_hidden_layers * layer
 
 
 def count_projector_parameters(mm_hidden_size: int, hidden_size: int, projector_type: str = "mlp2x_gelu") -> int:
-    """Linear(c, e) then k - 1 × Linear(e, e), with biases ("linear": k = 1, "mlp{k}x_gelu")."""
+    """Linear(c, e) then depth - 1 × Linear(e, e), with biases ("linear": depth 1, "mlp{depth}x_gelu")."""
     depth = projector_depth(projector_type)
     return mm_hidden_size * hidden_size + hidden_size + (depth - 1) * (hidden_size * hidden_size + hidden_size)
 

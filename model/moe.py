@@ -1,9 +1,9 @@
-"""Jamba's feed-forward blocks: a SwiGLU MLP, and a top-k mixture of such MLPs.
+"""Jamba's feed-forward blocks: a SwiGLU MLP, and a top-K mixture of such MLPs.
 
-Glossary: t tokens (b·l flattened), e hidden_size, f intermediate_size, E experts, k experts per
-token. Routing as AI21's and transformers' Jamba: softmax over the router logits in float32, then
-top-k, **no renormalisation** of the k weights (unlike Mixtral). Experts are evaluated on the
-tokens routed to them only, in expert order (the order transformers adds them in).
+Dimension letters: docs/glossary.md. Routing as AI21's and transformers' Jamba: softmax over the
+router logits in float32, then top-K, **no renormalisation** of the K weights (unlike Mixtral).
+Experts are evaluated on the tokens routed to them only, in expert order (the order transformers
+adds them in).
 """
 
 from __future__ import annotations
@@ -29,12 +29,12 @@ class MLP(nn.Module):
         gate, up = self.gate_proj(x), self.up_proj(x)
         if torch.is_grad_enabled():
             return self.down_proj(F.silu(gate) * up)
-        # Inference: in place, no [t, f] temporaries (fresh multi-MB buffers cost page faults).
+        # Inference: in place, no [T, f] temporaries (fresh multi-MB buffers cost page faults).
         return self.down_proj(F.silu(gate, inplace=True).mul_(up))
 
 
 class SparseMoE(nn.Module):
-    """Top-k routed experts. Names: `router.weight` [E, e], `experts.{i}.*` (transformers' per-expert
+    """Top-K routed experts. Names: `router.weight` [E, e], `experts.{i}.*` (transformers' per-expert
     checkpoint names; AI21 calls the block `moe`, see loading.py)."""
 
     def __init__(self, config: JambaConfig) -> None:
@@ -45,9 +45,9 @@ class SparseMoE(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: [b, l, e] -> [b, l, e]."""
-        flat = x.reshape(-1, x.shape[-1])  # [t, e]
+        flat = x.reshape(-1, x.shape[-1])  # [T, e]
         probs = F.softmax(self.router(flat), dim=-1, dtype=torch.float32)
-        weights, chosen = torch.topk(probs, self.top_k, dim=-1)  # [t, k]
+        weights, chosen = torch.topk(probs, self.top_k, dim=-1)  # [T, K]
         weights = weights.to(x.dtype)
         out = torch.zeros_like(flat)
         for expert_id in torch.unique(chosen).tolist():

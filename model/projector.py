@@ -1,22 +1,21 @@
 """From CLIP patch features to LM input embeddings: token pooling, then the projector MLP.
 
-Glossary: b images, n CLIP tokens per image (g × g patches, g per side), c CLIP width
-(mm_hidden_size), t tokens per image after pooling, d LM width (hidden_size).
+Dimension letters: docs/glossary.md.
 
 Pooling (`resamplePooling`, upstream `llava/model/multimodal_encoder/clip_encoder.py`):
-- "2d": the g×g grid -> ceil(g/2)² by bilinear interpolation, align_corners=False. At exactly half
+- "2d": the P×P grid -> ceil(P/2)² by bilinear interpolation, align_corners=False. At exactly half
   size every output samples the centre of a 2×2 block, i.e. 2×2 average pooling, which we use
-  whenever g is even (24×24 -> 12×12: 576 -> 144 tokens). Upstream hard-codes 24 -> 12.
-- "1d": the n-token sequence -> n // 4 tokens by *linear* interpolation, align_corners=False.
+  whenever P is even (24×24 -> 12×12: 576 -> 144 tokens). Upstream hard-codes 24 -> 12.
+- "1d": the N-token sequence -> N // 4 tokens by *linear* interpolation, align_corners=False.
   Upstream applies it for any resamplePooling value other than "2d" (hard-coded to 144 outputs).
   It is not a 4-token average: output i samples position 4i + 1.5, the mean of tokens 4i+1 and
   4i+2, so tokens 4i and 4i+3 are ignored.
-- "none": all n tokens (upstream's behaviour when the key is absent).
+- "none": all N tokens (upstream's behaviour when the key is absent).
 
 Projector (`mm_projector_type`, LLaVA's `multimodal_projector/builder.py`): "linear" is one
-Linear(c, d) (checkpoint keys `model.mm_projector.{weight,bias}`); "mlp{k}x_gelu" is Linear(c, d)
-then k-1 × [GELU, Linear(d, d)] as an `nn.Sequential`, so "mlp2x_gelu" has keys
-`model.mm_projector.0.*` [d, c] and `model.mm_projector.2.*` [d, d]. Pooling runs before the
+Linear(c, e) (checkpoint keys `model.mm_projector.{weight,bias}`); "mlp{depth}x_gelu" is
+Linear(c, e) then depth-1 × [GELU, Linear(e, e)] as an `nn.Sequential`, so "mlp2x_gelu" has keys
+`model.mm_projector.0.*` [e, c] and `model.mm_projector.2.*` [e, e]. Pooling runs before the
 projector, as upstream (GELU does not commute with averaging).
 """
 
@@ -36,8 +35,8 @@ _MLP_GELU = re.compile(r"^mlp(\d+)x_gelu$")
 def num_pooled_tokens(num_tokens: int, pooling: str) -> int:
     """Tokens per image after `pooling` of `num_tokens` CLIP tokens (576 -> 144 for "2d" and "1d")."""
     if pooling == "2d":
-        g = _grid_side(num_tokens)
-        return math.ceil(g / 2) ** 2
+        P = _grid_side(num_tokens)
+        return math.ceil(P / 2) ** 2
     if pooling == "1d":
         return max(1, num_tokens // 4)
     if pooling == "none":
@@ -46,35 +45,35 @@ def num_pooled_tokens(num_tokens: int, pooling: str) -> int:
 
 
 def pool_features(features: torch.Tensor, pooling: str) -> torch.Tensor:
-    """features [b, n, c] -> [b, num_pooled_tokens(n, pooling), c], same dtype, row-major order."""
-    b, n, c = features.shape
+    """features [b, N, c] -> [b, num_pooled_tokens(N, pooling), c], same dtype, row-major order."""
+    b, N, c = features.shape
     if pooling == "none":
         return features
     if pooling == "1d":
         pooled = F.interpolate(
-            features.transpose(1, 2), size=num_pooled_tokens(n, "1d"), mode="linear", align_corners=False
+            features.transpose(1, 2), size=num_pooled_tokens(N, "1d"), mode="linear", align_corners=False
         )
         return pooled.transpose(1, 2)
     if pooling != "2d":
         raise ValueError(f"resamplePooling {pooling!r} is not one of {POOLINGS}")
-    g = _grid_side(n)
-    grid = features.transpose(1, 2).reshape(b, c, g, g)  # token r*g + col -> grid[..., r, col]
-    if g % 2 == 0:
+    P = _grid_side(N)
+    grid = features.transpose(1, 2).reshape(b, c, P, P)  # token row*P + col -> grid[..., row, col]
+    if P % 2 == 0:
         grid = F.avg_pool2d(grid, kernel_size=2)
     else:
-        out = math.ceil(g / 2)
+        out = math.ceil(P / 2)
         grid = F.interpolate(grid, size=(out, out), mode="bilinear", align_corners=False)
     return grid.flatten(2).transpose(1, 2)
 
 
 def _grid_side(num_tokens: int) -> int:
-    g = math.isqrt(num_tokens)
-    if g * g != num_tokens:
+    P = math.isqrt(num_tokens)
+    if num_tokens != P * P:
         raise ValueError(
             f'"2d" pooling needs a square patch grid, got {num_tokens} tokens '
             '(mm_vision_select_feature "cls_patch" adds CLS; use "patch")'
         )
-    return g
+    return P
 
 
 def build_projector(projector_type: str, mm_hidden_size: int, hidden_size: int) -> nn.Module:

@@ -5,6 +5,8 @@ Initialisers leave norms at 1, D at 1 and A_log at log(1..n), which would hide m
 inner norms, the skip term and the scan's decay; `random_value` spreads every kind of parameter
 instead: A_log over log(0.5..12), norm weights and D around 1 ± 0.3, Δ biases as Mamba
 initialises them (`mamba_dt_bias`), other vectors ~ 0.5·N(0, 1), weights ~ 1.5/√fan_in·N(0, 1).
+
+Dimension letters: docs/glossary.md.
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
     h_t = exp(Δ_t A) ⊙ h_{t-1} + Δ_t B_t x_t        y_t = C_t · h_t
 
-Glossary: b batch, l tokens, d d_inner channels, n d_state. All math is float32 whatever the
-model dtype (docs/format.md, The language model). Every implementation has the same signature:
+Dimension letters: docs/glossary.md. All math is float32 whatever the model dtype
+(docs/format.md, The language model). Every implementation has the same signature:
 
     scan(x, delta, A, B, C, state) -> (y, new_state)
     x, delta: [b, l, d] float32     A: [d, n] float32 (negative)
@@ -11,10 +11,10 @@ model dtype (docs/format.md, The language model). Every implementation has the s
     y: [b, l, d] float32 (without the D skip term and gating), new_state: [b, d, n]
 
 - `scan_reference`: the plain sequential loop; the twin every other path is tested against.
-- `scan_blocked`: the CPU path. Per block of T tokens it builds exp(ΔA) and ΔBx as [T, b, n, d]
-  in one vectorised pass each, runs the recurrence as a single in-place `addcmul` per token on a
-  cache-resident [b, n, d] slice, and contracts with C in one pass. The block buffers are
-  bounded (~1 MB), so memory does not grow with l.
+- `scan_blocked`: the CPU path. Per block of tokens it builds exp(ΔA) and ΔBx as
+  [block, b, n, d] in one vectorised pass each, runs the recurrence as a single in-place `addcmul`
+  per token on a cache-resident [b, n, d] slice, and contracts with C in one pass. The block
+  buffers are bounded (~1 MB), so memory does not grow with l.
 - `scan_differentiable`: the training path, an autograd Function whose backward is the
   reverse-time recurrence over the stored states (one contiguous op per token either way).
 - `scan_cuda`: mamba-ssm's `selective_scan_fn`, which has no initial-state argument; exact
@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import torch
 
-# Elements of one [T, b, n, d] block buffer: 1 MB in float32, so the block's working set stays
+# Elements of one [block, b, n, d] block buffer: 1 MB in float32, so the block's working set stays
 # in L2 (measured fastest among 64K..4M on a 2-core Xeon with AVX-512).
 SCAN_BLOCK_ELEMENTS = 1 << 18
 
@@ -53,7 +53,7 @@ def scan_blocked(
     b, l, d = x.shape
     n = A.shape[1]
     block = max(1, min(l, SCAN_BLOCK_ELEMENTS // (b * d * n)))
-    # Time-major, channel-innermost layout [T, b, n, d]: every elementwise op below runs over
+    # Time-major, channel-innermost layout [block, b, n, d]: every elementwise op below runs over
     # contiguous d-vectors, and the contraction with C is a sum over an outer axis.
     A_nd = A.t().contiguous()  # [n, d]
     delta_t = delta.transpose(0, 1).contiguous()  # [l, b, d]
@@ -164,7 +164,7 @@ def add_initial_state(
     y = y.clone()
     for start in range(0, l, block):
         sl = slice(start, start + block)
-        decay = torch.exp(S[:, sl, :, None] * A)  # [b, T, d, n], bounded by the block size
+        decay = torch.exp(S[:, sl, :, None] * A)  # [b, block, d, n], bounded by the block size
         y[:, sl] += torch.einsum("bldn,bdn,bln->bld", decay, state, C[:, sl])
     last = last + torch.exp(S[:, -1, :, None] * A) * state
     return y, last

@@ -1,8 +1,6 @@
 """The tensors a config implies: every parameter's name and shape, from the configs alone.
 
-Glossary: V vocab_size, e hidden_size, f intermediate_size, d d_inner, n mamba_d_state,
-r dt_rank, k mamba_d_conv, h / h_kv attention / key-value heads, hd head dim, E experts;
-CLIP: w width, i its intermediate_size, C channels, p patch side, g patches per side.
+Dimension letters: docs/glossary.md.
 
 Names are those of our modules (`JambaLM`: transformers' native Jamba names; the CLIP tower's
 `vision_model`: transformers' `CLIPVisionModel` names without the prefix; the projector's
@@ -82,29 +80,29 @@ def _mlp_shapes(prefix: str, e: int, f: int) -> Shapes:
 
 def clip_tensor_shapes(v: CLIPVisionConfig) -> Shapes:
     """The CLIP tower's `vision_model` parameters, named relative to it ("embeddings.class_embedding")."""
-    w, i, p = v.hidden_size, v.intermediate_size, v.patch_size
+    c, c_ff, p = v.hidden_size, v.intermediate_size, v.patch_size
     shapes: Shapes = {
-        "embeddings.class_embedding": (w,),
-        "embeddings.patch_embedding.weight": (w, v.num_channels, p, p),
-        "embeddings.position_embedding.weight": (v.num_patches + 1, w),
-        "pre_layrnorm.weight": (w,),
-        "pre_layrnorm.bias": (w,),
+        "embeddings.class_embedding": (c,),
+        "embeddings.patch_embedding.weight": (c, v.num_channels, p, p),
+        "embeddings.position_embedding.weight": (v.num_patches + 1, c),
+        "pre_layrnorm.weight": (c,),
+        "pre_layrnorm.bias": (c,),
     }
     for layer in range(v.num_hidden_layers):
         q = f"encoder.layers.{layer}."
         for norm in ("layer_norm1", "layer_norm2"):
-            shapes |= {q + f"{norm}.weight": (w,), q + f"{norm}.bias": (w,)}
+            shapes |= {q + f"{norm}.weight": (c,), q + f"{norm}.bias": (c,)}
         for proj in ("q", "k", "v", "out"):
-            shapes |= {q + f"self_attn.{proj}_proj.weight": (w, w), q + f"self_attn.{proj}_proj.bias": (w,)}
-        shapes |= {q + "mlp.fc1.weight": (i, w), q + "mlp.fc1.bias": (i,)}
-        shapes |= {q + "mlp.fc2.weight": (w, i), q + "mlp.fc2.bias": (w,)}
-    shapes |= {"post_layernorm.weight": (w,), "post_layernorm.bias": (w,)}
+            shapes |= {q + f"self_attn.{proj}_proj.weight": (c, c), q + f"self_attn.{proj}_proj.bias": (c,)}
+        shapes |= {q + "mlp.fc1.weight": (c_ff, c), q + "mlp.fc1.bias": (c_ff,)}
+        shapes |= {q + "mlp.fc2.weight": (c, c_ff), q + "mlp.fc2.bias": (c,)}
+    shapes |= {"post_layernorm.weight": (c,), "post_layernorm.bias": (c,)}
     return shapes
 
 
 def projector_tensor_shapes(projector_type: str, mm_hidden_size: int, hidden_size: int) -> Shapes:
     """The projector's parameters, named relative to it: "weight"/"bias" for "linear", else the
-    `nn.Sequential` indices "0.*", "2.*", ... of Linear(c, e), [GELU, Linear(e, e)] × (k - 1)."""
+    `nn.Sequential` indices "0.*", "2.*", ... of Linear(c, e), [GELU, Linear(e, e)] × (depth - 1)."""
     depth = projector_depth(projector_type)
     if projector_type == "linear":
         return {"weight": (hidden_size, mm_hidden_size), "bias": (hidden_size,)}

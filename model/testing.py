@@ -5,6 +5,8 @@ downloading 19 GB: a trained tokenizer (`write_tiny_tokenizer`) and random check
     from model import load_model
     from model.testing import write_tiny_longllava
     model = load_model(write_tiny_longllava("/tmp/tiny-longllava"))
+
+Dimension letters: docs/glossary.md.
 """
 
 from __future__ import annotations

@@ -1,8 +1,6 @@
 """CLIP ViT vision tower: pixels -> the hidden states of one encoder layer.
 
-Glossary: b images, S image side in pixels, p patch side, g = S / p patches per side,
-n = g² patch tokens (+1 CLS), d width (hidden_size), h heads, hd = d / h head dim,
-d_ff MLP width (intermediate_size).
+Dimension letters: docs/glossary.md.
 
 Module and parameter names equal transformers' `CLIPVisionModel` state-dict keys
 (`vision_model.embeddings.patch_embedding.weight`, `vision_model.pre_layrnorm.*` [sic],
@@ -40,7 +38,7 @@ def quick_gelu(x: torch.Tensor) -> torch.Tensor:
     """OpenAI CLIP's sigmoid approximation of GELU (`hidden_act "quick_gelu"`)."""
     if torch.is_grad_enabled():
         return x * torch.sigmoid(1.702 * x)
-    return torch.sigmoid(1.702 * x).mul_(x)  # inference: one [b, l, f] temporary, not three
+    return torch.sigmoid(1.702 * x).mul_(x)  # inference: one [b, N, c_ff] temporary, not three
 
 
 _ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
@@ -54,16 +52,16 @@ class CLIPVisionEmbeddings(nn.Module):
 
     def __init__(self, config: CLIPVisionConfig):
         super().__init__()
-        d = config.hidden_size
-        self.class_embedding = nn.Parameter(torch.zeros(d))
+        c = config.hidden_size
+        self.class_embedding = nn.Parameter(torch.zeros(c))
         self.patch_embedding = nn.Conv2d(
-            config.num_channels, d, kernel_size=config.patch_size, stride=config.patch_size, bias=False
+            config.num_channels, c, kernel_size=config.patch_size, stride=config.patch_size, bias=False
         )
-        self.position_embedding = nn.Embedding(config.num_patches + 1, d)
+        self.position_embedding = nn.Embedding(config.num_patches + 1, c)
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """pixel_values [b, 3, S, S] -> [b, 1 + n, d]."""
-        patches = self.patch_embedding(pixel_values).flatten(2).transpose(1, 2)  # [b, n, d]
+        """pixel_values [b, 3, S, S] -> [b, N, c], N = 1 + P² (CLS first)."""
+        patches = self.patch_embedding(pixel_values).flatten(2).transpose(1, 2)  # [b, P², c]
         cls = self.class_embedding.expand(patches.shape[0], 1, -1)
         return torch.cat([cls, patches], dim=1) + self.position_embedding.weight
 
@@ -73,23 +71,23 @@ class CLIPAttention(nn.Module):
 
     def __init__(self, config: CLIPVisionConfig):
         super().__init__()
-        d = config.hidden_size
-        if d % config.num_attention_heads:
-            raise ValueError(f"hidden_size {d} is not divisible by num_attention_heads {config.num_attention_heads}")
+        c = config.hidden_size
+        if c % config.num_attention_heads:
+            raise ValueError(f"hidden_size {c} is not divisible by num_attention_heads {config.num_attention_heads}")
         self.num_heads = config.num_attention_heads
-        self.q_proj = nn.Linear(d, d)
-        self.k_proj = nn.Linear(d, d)
-        self.v_proj = nn.Linear(d, d)
-        self.out_proj = nn.Linear(d, d)
+        self.q_proj = nn.Linear(c, c)
+        self.k_proj = nn.Linear(c, c)
+        self.v_proj = nn.Linear(c, c)
+        self.out_proj = nn.Linear(c, c)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x [b, l, d] -> [b, l, d]."""
-        b, l, d = x.shape
+        """x [b, N, c] -> [b, N, c]."""
+        b, N, c = x.shape
         q, k, v = (
-            proj(x).view(b, l, self.num_heads, -1).transpose(1, 2) for proj in (self.q_proj, self.k_proj, self.v_proj)
+            proj(x).view(b, N, self.num_heads, -1).transpose(1, 2) for proj in (self.q_proj, self.k_proj, self.v_proj)
         )
-        y = F.scaled_dot_product_attention(q, k, v)  # [b, h, l, hd], scale hd^-0.5 as CLIP
-        return self.out_proj(y.transpose(1, 2).reshape(b, l, d))
+        y = F.scaled_dot_product_attention(q, k, v)  # [b, h, N, hd], scale hd^-0.5 as CLIP
+        return self.out_proj(y.transpose(1, 2).reshape(b, N, c))
 
 
 class CLIPMLP(nn.Module):
@@ -141,7 +139,8 @@ class CLIPVisionTransformer(nn.Module):
 
     def forward(self, pixel_values: torch.Tensor, *, num_layers: int) -> torch.Tensor:
         """Hidden state after the first `num_layers` encoder layers, i.e. transformers'
-        `hidden_states[num_layers]` (0: embeddings after `pre_layrnorm`). [b, 3, S, S] -> [b, 1 + n, d]."""
+        `hidden_states[num_layers]` (0: embeddings after `pre_layrnorm`).
+        [b, 3, S, S] -> [b, N, c], N = 1 + P²."""
         x = self.pre_layrnorm(self.embeddings(pixel_values))
         for layer in self.encoder.layers[:num_layers]:
             x = layer(x)
@@ -153,7 +152,7 @@ class CLIPVisionTower(nn.Module):
 
     select_layer: index into transformers' `hidden_states` tuple (length num_hidden_layers + 1),
         negative from the end: -2 (LongLLaVA) runs all but the last layer.
-    select_feature: "patch" drops CLS (n tokens), "cls_patch" keeps it (1 + n tokens).
+    select_feature: "patch" drops CLS (P² tokens), "cls_patch" keeps it (1 + P² tokens).
     """
 
     def __init__(self, config: CLIPVisionConfig, *, select_layer: int = -2, select_feature: str = "patch"):
@@ -173,12 +172,12 @@ class CLIPVisionTower(nn.Module):
 
     @property
     def num_tokens(self) -> int:
-        """Tokens per image in the output: n, or n + 1 with "cls_patch"."""
+        """Tokens per image in the output: P², or P² + 1 with "cls_patch"."""
         return self.config.num_patches + (self.select_feature == "cls_patch")
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """pixel_values [b, 3, S, S], normalised (any float dtype; cast to the weights' dtype)
-        -> [b, num_tokens, d] in the weights' dtype."""
+        -> [b, num_tokens, c] in the weights' dtype."""
         weight = self.vision_model.embeddings.patch_embedding.weight
         size = self.config.image_size
         if pixel_values.ndim != 4 or tuple(pixel_values.shape[1:]) != (self.config.num_channels, size, size):
@@ -222,8 +221,9 @@ def encode_in_batches(
     keeping only the transformed features: peak memory is one batch's activations, not all
     images' hidden states at once (upstream encodes every image of a turn in one batch).
 
-    pixel_values [N, 3, S, S] on any device -> [N, t, d'] on the tower's device, where t, d' are
-    what `transform` returns ([N, num_tokens, d] without one). Results do not depend on batch_size.
+    pixel_values [b, 3, S, S] on any device -> `transform`'s outputs concatenated along b, on the
+    tower's device ([b, t, e] after pooling and projector; [b, num_tokens, c] without a transform).
+    Results do not depend on batch_size.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")

@@ -7,7 +7,8 @@ by working on the real timestamps rather than on `index / fps`: both modes are e
 (`--frames` takes the frames nearest to evenly spaced instants, `--fps` the frame on screen at
 each tick), so a phone video whose first third is dense is not sampled mostly from that third.
 
-Glossary: n = frames available, k = frames wanted, t = timestamps in seconds (sorted, t[0] = 0).
+Dimension letters: docs/glossary.md. Sampling names its counts instead of lettering them:
+`num_available` frames, `num_wanted` frames; `timestamps` in seconds, increasing.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ _HALF_TIE = 1e-9
 
 @dataclass(frozen=True)
 class FrameSelection:
-    """The frames a plan takes. indices: int64 [k], sorted, distinct. num_in_window: frames between
+    """The frames a plan takes. indices: int64, sorted, distinct. num_in_window: frames between
     start and end. num_at_rate: frames the `fps` rate alone would take (before `max_frames`
     thins them), None in uniform mode."""
 
@@ -34,42 +35,47 @@ class FrameSelection:
 
 
 def spread_evenly(num_available: int, num_wanted: int) -> np.ndarray:
-    """`min(k, n)` distinct positions in `0..n-1`, evenly spread, first and last included.
+    """`min(num_wanted, num_available)` distinct positions in `0..num_available-1`, evenly spread,
+    first and last included.
 
-    `round(linspace(0, n-1, k))` as LLaVA-NeXT and qwen-vl-utils do: with k <= n the step is >= 1,
-    so rounding never merges two positions. Returns int64 [min(k, n)].
+    `round(linspace(0, num_available-1, num_wanted))` as LLaVA-NeXT and qwen-vl-utils do: with
+    num_wanted <= num_available the step is >= 1, so rounding never merges two positions. Returns
+    int64 [min(num_wanted, num_available)].
     """
     count = min(num_wanted, num_available)
     if count <= 1:
         return np.zeros(max(count, 0), dtype=np.int64)
     # floor(x + 0.5) rather than np.round: half-to-even would make the spacing depend on parity.
-    # In integers, x = j·(n-1)/(k-1): exact, so a position on a half is never float noise away.
+    # In integers, x = j·(num_available-1)/(count-1): exact, so a position on a half is never float
+    # noise away.
     j = np.arange(count, dtype=np.int64)
     return (2 * j * (num_available - 1) + (count - 1)) // (2 * (count - 1))
 
 
 def spread_evenly_in_time(timestamps: np.ndarray, num_wanted: int) -> np.ndarray:
-    """`min(k, n)` distinct positions of `timestamps`, first and last included, whose times are
-    the nearest to k instants spaced evenly from the first frame to the last.
+    """`min(num_wanted, len(timestamps))` distinct positions of `timestamps`, first and last
+    included, whose times are the nearest to num_wanted instants spaced evenly from the first frame
+    to the last.
 
-    timestamps: float [n], increasing. Each instant takes its nearest frame (the interpolated
-    position rounded); where the frames are sparser than the instants, two instants can share a
-    frame, and later ones move to the following frames (never past the ones the last instants
-    need), so the count stays exact. On a constant-rate timeline this equals `spread_evenly`.
-    Returns int64 [min(k, n)].
+    timestamps: float [num_available], increasing. Each instant takes its nearest frame (the
+    interpolated position rounded); where the frames are sparser than the instants, two instants
+    can share a frame, and later ones move to the following frames (never past the ones the last
+    instants need), so the count stays exact. On a constant-rate timeline this equals `spread_evenly`.
+    Returns int64 [min(num_wanted, num_available)].
     """
-    n = len(timestamps)
-    count = min(num_wanted, n)
+    num_available = len(timestamps)
+    count = min(num_wanted, num_available)
     if count <= 1:
         return np.zeros(count, dtype=np.int64)
     instants = np.linspace(timestamps[0], timestamps[-1], count)
-    positions = np.interp(instants, timestamps, np.arange(n, dtype=np.float64))
+    positions = np.interp(instants, timestamps, np.arange(num_available, dtype=np.float64))
     nearest = np.floor(positions + 0.5 + _HALF_TIE).astype(np.int64)
-    nearest[0], nearest[-1] = 0, n - 1
+    nearest[0], nearest[-1] = 0, num_available - 1
     # Distinct and sorted: with slack[j] = index[j] - j, index[j] > index[j - 1] is slack[j] >=
-    # slack[j - 1] (a running maximum), and room for the frames after j is slack[j] <= n - count.
+    # slack[j - 1] (a running maximum), and room for the frames after j is
+    # slack[j] <= num_available - count.
     offsets = np.arange(count, dtype=np.int64)
-    slack = np.minimum(np.maximum.accumulate(nearest - offsets), n - count)
+    slack = np.minimum(np.maximum.accumulate(nearest - offsets), num_available - count)
     return slack + offsets
 
 
@@ -103,7 +109,7 @@ def select_frames(
 ) -> FrameSelection:
     """The frames to decode, with what the window and the rate held before the caps.
 
-    timestamps: float [n] presentation times in seconds, increasing.
+    timestamps: float [num_available] presentation times in seconds, increasing.
     Uniform mode (`fps` None): `min(num_frames, max_frames)` frames spread evenly in time over the
     window (`spread_evenly_in_time`). Rate mode: the frame on screen at every multiple of `1/fps`
     from the window's first frame, thinned evenly to `max_frames`.
@@ -120,12 +126,12 @@ def select_frames(
         picked = np.arange(len(window), dtype=np.int64)
     else:
         ticks = window[0] + np.arange(num_ticks) / fps
-        # The frame on screen at tick t is the last one whose timestamp is <= t.
+        # The frame on screen at a tick is the last one whose timestamp is <= the tick.
         picked = np.unique(np.searchsorted(window, ticks + 1e-9, side="right") - 1)
     return FrameSelection(lo + picked[spread_evenly(len(picked), cap)], hi - lo, len(picked))
 
 
 def select_frame_indices(timestamps: np.ndarray, **options: Any) -> np.ndarray:
-    """`select_frames(timestamps, **options).indices`: int64 [k], sorted and distinct, all in
+    """`select_frames(timestamps, **options).indices`: int64, sorted and distinct, all in
     `0..len(timestamps)-1`."""
     return select_frames(timestamps, **options).indices

@@ -35,7 +35,7 @@ _NORMALIZED = ((np.arange(256, dtype=np.float32) * np.float32(1 / 255))[None, :]
 
 
 def pad_to_square(image: Image.Image, color: tuple[int, int, int] = PAD_COLOR) -> Image.Image:
-    """The image centred on a `max(w, h)`² canvas of `color` (offset floored, as expand2square)."""
+    """The image centred on a `max(width, height)`² canvas of `color` (offset floored, as expand2square)."""
     width, height = image.size
     if width == height:
         return image
@@ -46,7 +46,7 @@ def pad_to_square(image: Image.Image, color: tuple[int, int, int] = PAD_COLOR) -
 
 
 def normalize(pixels: np.ndarray) -> torch.Tensor:
-    """uint8 [h, w, 3] RGB → float32 [3, h, w], scaled to 0..1 then CLIP-normalised."""
+    """uint8 [height, width, 3] RGB → float32 [3, height, width], scaled to 0..1 then CLIP-normalised."""
     out = np.empty((3, *pixels.shape[:2]), dtype=np.float32)
     for channel in range(3):
         np.take(_NORMALIZED[channel], pixels[:, :, channel], out=out[channel])

@@ -40,8 +40,8 @@ __all__ = ["VideoInfo", "detect_media_kind", "probe_video"]
 
 @dataclass(frozen=True)
 class _PacketScan:
-    pts: np.ndarray  # int64 [n], file order
-    keys: np.ndarray  # bool [n]
+    pts: np.ndarray  # int64 [num_packets], file order
+    keys: np.ndarray  # bool [num_packets]
     suspect: bool  # a cut packet or a read error: the tail may not decode
 
 

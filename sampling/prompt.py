@@ -2,7 +2,7 @@
 
 Pure: plain data in, plain data out (no torch, no model, no media I/O).
 
-Glossary: group, one visual input of a question (an image, a video's frames, a tiled large
+Terms: group, one visual input of a question (an image, a video's frames, a tiled large
 image); slot, one `<image>` position that takes one image's `tokens_per_image` embeddings (144
 for LongLLaVA: 24×24 CLIP patches pooled 2×2); chunk, the text between two slots, which is
 tokenised as one string, exactly as upstream's `tokenizer_image_token` (`llava/mm_utils.py`)
@@ -127,7 +127,7 @@ LONGLLAVA_MARKUP = Markup()
 class ImageSlot:
     """One `<image>` position. image: index among all images of the prompt (the order their
     features must be supplied in); group: index of its visual group; index: position within the
-    group (frame number; for a tiled group 0 is the global view, 1 + r·cols + c tile (r, c))."""
+    group (frame number; for a tiled group 0 is the global view, 1 + row·cols + col tile (row, col))."""
 
     image: int
     group: int

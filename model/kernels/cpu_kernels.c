@@ -3,6 +3,7 @@
  * conv + SiLU, each continuing from carried state) and the attention layer's softmax attention
  * of a prefill chunk over the KV cache. model/scan.py, model/mamba.py and model/attention.py have
  * the math and the PyTorch twins these must equal; model/cpu_kernels.py builds and calls this file.
+ * Dimension letters: docs/glossary.md.
  *
  *     delta_t = softplus(dt_t + dt_bias)                                     (if dt_bias)
  *     h_t = exp(delta_t * A) * h_{t-1} + delta_t * B_t * x_t        y_t = sum_n C_t[n] h_t[n]
@@ -420,8 +421,8 @@ int causal_conv_silu_f32(const float *x, int64_t x_batch, int64_t x_row, const f
  *
  * q [heads, rows, hd] (row stride q_row, head stride q_head), k and v [heads, keys, hd] alike,
  * unit stride along hd; out [heads, rows, hd] and lse [heads, rows] contiguous; scores are
- * scaled by `scale`. causal_len 0: every row sees every key. causal_len L > 0: row r is the
- * query at position keys - L + (r mod L) (g·L rows are g query heads of one KV head, folded) and
+ * scaled by `scale`. causal_len 0: every row sees every key. causal_len l > 0: row r is the
+ * query at position keys - l + (r mod l) (g·l rows are g query heads of one KV head, folded) and
  * sees the keys up to its own position. */
 
 typedef float vf __attribute__((vector_size(64)));   /* 16 lanes: one AVX-512 register, two AVX2 */

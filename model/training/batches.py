@@ -2,6 +2,8 @@
 cross-entropy on the answer tokens (and the EOS that ends them) of a padded batch. Everything runs
 through our own model code: the CLIP tower, 2d pooling, the projector, and the Jamba LM on the
 spliced embeddings (differentiable scan and attention, chosen automatically while autograd records).
+
+Dimension letters: docs/glossary.md.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ def prompt_segments(model: LongLLaVA, item: synthetic.Item, groups: list) -> tup
 
 
 def encode_pixels(model: LongLLaVA, pixels: torch.Tensor) -> torch.Tensor:
-    """[N, 3, S, S] -> [N, t, e] with autograd through the projector, and through the CLIP tower
+    """[b, 3, S, S] -> [b, t, e] with autograd through the projector, and through the CLIP tower
     while it trains (LongLLaVA.encode_images is inference-only)."""
     tower_trains = any(p.requires_grad for p in model.vision.parameters())
     with torch.set_grad_enabled(torch.is_grad_enabled() and tower_trains):

@@ -2,6 +2,8 @@
 can be downloaded here). The CLIP tower, with throwaway linear heads on its pooled features, learns
 each frame's object colour, shape and position third; the recipe freezes it afterwards, as the
 paper keeps CLIP frozen (arXiv 2409.02889 §4).
+
+Dimension letters: docs/glossary.md.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from model.projector import pool_features
 from model.training import synthetic
 from sampling.preprocess import preprocess_image
 
-# The heads read the pooled features [N, t, e] flattened; "no object" is one more class.
+# The heads read the pooled features [b, t, e] flattened; "no object" is one more class.
 ATTRIBUTE_CLASSES = {
     "color": len(synthetic.COLORS) + 1,
     "shape": len(synthetic.SHAPES) + 1,
