@@ -409,6 +409,12 @@ def read_model_config(path: str | Path, *, vision_tower: str | Path | None = Non
     return _model_config(open_checkpoint(path, require_weights=False), vision_tower, need_weights=False)[0]
 
 
+def model_config_of(checkpoint: Checkpoint) -> ModelConfig:
+    """The configs of an opened checkpoint (or of a built-in card's virtual one: no weights), as
+    `read_model_config` checks them."""
+    return _model_config(checkpoint, None, need_weights=False)[0]
+
+
 def _model_config(
     checkpoint: Checkpoint, vision_tower: str | Path | None, *, need_weights: bool
 ) -> tuple[ModelConfig, _TowerSource | None]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from model.config import CLIPVisionConfig, JambaConfig, LongLLaVAConfig
 from model.memory import (
@@ -32,15 +32,20 @@ from model.memory import (
 )
 from sampling.options import MAX_FRAMES
 
+if TYPE_CHECKING:
+    from model.cards import ModelCard
+
 # What limits the most frames a request can take (estimate_request's `max_frames_limited_by`).
 LIMIT_MEMORY, LIMIT_CONTEXT, LIMIT_FRAMES = "memory", "context", "frames limit"
 
 
 @dataclass(frozen=True)
 class CheckpointSummary:
-    """path: the checkpoint folder; weights: "present" (num_parameters summed over the safetensors
-    headers) or "absent" (a folder with config.json only; num_parameters counted from the configs);
-    vision_source: where the CLIP config came from (`model.ModelConfig.vision_source`)."""
+    """path: the checkpoint folder (for a built-in card, the repo id); weights: "present"
+    (num_parameters summed over the safetensors headers) or "absent" (a folder with config.json only,
+    or a card; num_parameters counted from the configs); vision_source: where the CLIP config came
+    from (`model.ModelConfig.vision_source`); card: the built-in card's source when the figures come
+    from one (nothing downloaded), else None."""
 
     path: Path
     lm: JambaConfig
@@ -50,6 +55,7 @@ class CheckpointSummary:
     num_parameters: int
     weights: str = "present"
     vision_source: str | None = None
+    card: str | None = None
 
     @property
     def layer_pattern(self) -> str:
@@ -84,6 +90,7 @@ class CheckpointSummary:
             "multimodal": self.vision is not None,
             "dtype": self.dtype,
             "weights": self.weights,
+            "card": self.card,
             "num_parameters": self.num_parameters,
             "num_parameters_from": "headers" if self.weights == "present" else "config",
             "num_layers": self.lm.num_hidden_layers,
@@ -119,6 +126,29 @@ def summarize_checkpoint(path: Path, *, vision_tower: Path | None = None) -> Che
         num_parameters, weights = count_model_parameters(config), "absent"
     return CheckpointSummary(
         checkpoint.path, config.lm, config.mm, config.vision, dtype, num_parameters, weights, config.vision_source
+    )
+
+
+def summarize_card(card: ModelCard) -> CheckpointSummary:
+    """The summary of a released model from its built-in card (`model.cards`), nothing downloaded:
+    the configs are checked as a config.json would be, parameters counted from them."""
+    from model.loading import Checkpoint
+    from model.longllava import model_config_of
+    from model.memory import count_model_parameters
+
+    virtual = Checkpoint(Path(card.repo_id), dict(card.config), weight_map={})
+    config = model_config_of(virtual)
+    dtype = card.config.get("torch_dtype", "float32")
+    return CheckpointSummary(
+        virtual.path,
+        config.lm,
+        config.mm,
+        config.vision,
+        dtype if dtype in DTYPE_BYTES else "float32",
+        count_model_parameters(config),
+        "absent",
+        config.vision_source,
+        card=f"built-in card: {card.source}",
     )
 
 
