@@ -40,7 +40,9 @@ LIMIT_MEMORY, LIMIT_CONTEXT, LIMIT_FRAMES = "memory", "context", "frames limit"
 class CheckpointSummary:
     """path: the checkpoint folder; weights: "present" (num_parameters summed over the safetensors
     headers) or "absent" (a folder with config.json only; num_parameters counted from the configs);
-    vision_source: where the CLIP config came from (`model.ModelConfig.vision_source`)."""
+    vision_source: where the CLIP config came from (`model.ModelConfig.vision_source`); repo_id,
+    revision: the Hugging Face repo id (and revision asked for) when the model was named so and
+    `path` is its snapshot in the local cache."""
 
     path: Path
     lm: JambaConfig
@@ -50,6 +52,15 @@ class CheckpointSummary:
     num_parameters: int
     weights: str = "present"
     vision_source: str | None = None
+    repo_id: str | None = None
+    revision: str | None = None
+
+    @property
+    def name(self) -> str:
+        """`ORG/NAME[@REVISION]` for a model named by repo id, else the folder path."""
+        if self.repo_id is None:
+            return str(self.path)
+        return f"{self.repo_id}@{self.revision}" if self.revision else self.repo_id
 
     @property
     def layer_pattern(self) -> str:
@@ -80,6 +91,8 @@ class CheckpointSummary:
     def to_dict(self) -> dict[str, Any]:
         return {
             "path": str(self.path),
+            "repo_id": self.repo_id,
+            "revision": self.revision,
             "model_type": self.lm.model_type if self.mm is None else self.mm.model_type,
             "multimodal": self.vision is not None,
             "dtype": self.dtype,
@@ -100,16 +113,20 @@ class CheckpointSummary:
         }
 
 
-def summarize_checkpoint(path: Path, *, vision_tower: Path | None = None) -> CheckpointSummary:
+def summarize_checkpoint(path: str | Path, *, vision_tower: Path | None = None) -> CheckpointSummary:
     """Read config.json and the safetensors headers of a checkpoint directory (no weights read,
-    nothing built). A folder with config.json and no weights yet is summarised from its configs
-    (`weights` "absent"). Raises CheckpointError as `model.load_model` would for a malformed
-    checkpoint, including configs that do not describe the weights' headers."""
+    nothing built). `path`: a folder, or a repo id `ORG/NAME[@REVISION]` in the local Hugging Face
+    cache (`model.hub`; ModelNotDownloadedError when absent or partial). A folder with config.json
+    and no weights yet is summarised from its configs (`weights` "absent"). Raises CheckpointError
+    as `model.load_model` would for a malformed checkpoint, including configs that do not describe
+    the weights' headers."""
+    from model.hub import find_model
     from model.loading import open_checkpoint
     from model.longllava import read_model_config
     from model.memory import count_model_parameters
 
-    checkpoint = open_checkpoint(path, require_weights=False)
+    location = find_model(path)
+    checkpoint = open_checkpoint(location.require(), require_weights=False)
     config = read_model_config(checkpoint.path, vision_tower=vision_tower)
     dtype = checkpoint.config.get("torch_dtype") or checkpoint.config.get("dtype")
     dtype = dtype if isinstance(dtype, str) and dtype in DTYPE_BYTES else "float32"
@@ -118,8 +135,9 @@ def summarize_checkpoint(path: Path, *, vision_tower: Path | None = None) -> Che
     else:
         num_parameters, weights = count_model_parameters(config), "absent"
     return CheckpointSummary(
-        checkpoint.path, config.lm, config.mm, config.vision, dtype, num_parameters, weights, config.vision_source
-    )
+        checkpoint.path, config.lm, config.mm, config.vision, dtype, num_parameters, weights, config.vision_source,
+        location.repo_id, location.revision,
+    )  # fmt: skip
 
 
 def count_parameters(file: Path) -> int:
@@ -164,7 +182,7 @@ def estimate_request(
         limited_by = min(limits, key=lambda name: limits[name])  # the first of equals: memory, then context
         max_frames = limits[limited_by]
     return {
-        "model": str(summary.path),
+        "model": summary.name,
         "device": device,
         "dtype": dtype,
         "num_frames": num_frames,
