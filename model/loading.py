@@ -234,7 +234,8 @@ def read_safetensors_header(file: Path) -> dict[str, Shape]:
             header = json.loads(f.read(length).decode("utf-8"))
     except (OSError, ValueError, UnicodeDecodeError, RecursionError) as e:
         raise CheckpointError(
-            f"{file}: not a readable safetensors file, truncated or corrupt ({_first_line(e)}); re-download it"
+            f"{file}: not a readable safetensors file, truncated or corrupt ({_first_line(e)}); "
+            f"{redownload_hint(file.parent)}"
         ) from e
     if not isinstance(header, dict):
         raise CheckpointError(f"{file}: not a readable safetensors file (its header is not a JSON object)")
@@ -265,7 +266,7 @@ def _entry_shape(file: Path, key: str, entry: object, data_size: int) -> Shape:
     if offsets[1] > data_size:
         raise CheckpointError(
             f"{file}: tensor {key[:80]} ends at byte {offsets[1]} of a {data_size}-byte data section: the file is "
-            "truncated or corrupt; re-download it"
+            f"truncated or corrupt; {redownload_hint(file.parent)}"
         )
     item = SAFETENSORS_DTYPE_BYTES.get(dtype)
     if item is not None and offsets[1] - offsets[0] != math.prod(shape) * item:

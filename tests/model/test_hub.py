@@ -182,6 +182,18 @@ def test_a_truncated_blob_in_a_pulled_cache_is_incomplete(pulled):
     assert f"{SHARD_2} is incomplete in " in _message(location.require)
 
 
+def test_a_truncated_blob_without_a_listing_is_caught_by_the_loader(tiny, tmp_path):
+    """A hand-made cache records no sizes: the safetensors header check finds the cut, and says pull."""
+    from model.loading import open_checkpoint
+
+    snapshot = write_hf_cache(tmp_path / "cache", "org/hand", tiny)
+    blob = (snapshot / SHARD_2).resolve()
+    blob.write_bytes(blob.read_bytes()[:-100])
+    folder = resolve_model("org/hand", cache_dir=tmp_path / "cache")
+    with pytest.raises(CheckpointError, match=rf"{SHARD_2}: .* truncated .* `longllava pull org/hand@{snapshot.name}`"):
+        open_checkpoint(folder)
+
+
 def test_pull_reports_each_failure_in_one_line(hub, tmp_path, monkeypatch):
     cache = tmp_path / "cache"
 
