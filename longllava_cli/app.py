@@ -1,4 +1,4 @@
-"""The `longllava` command line: ask, caption, frames, info, estimate.
+"""The `longllava` command line: ask, caption, frames, info, estimate, pull, models.
 
 Each command parses its options (Typer, the shared aliases of `options.py`), builds the library's
 request objects from them (`build.py`: precedence of flags over the config file, usage errors),
@@ -81,7 +81,8 @@ app = typer.Typer(
     name="longllava",
     cls=_Group,
     help="Ask questions about long videos and large image sets with LongLLaVA.",
-    epilog="Exit codes: 0 ok, 1 runtime failure (bad media, bad checkpoint, out of memory), 2 usage error, "
+    epilog="Exit codes: 0 ok, 1 runtime failure (bad media, bad checkpoint, model not downloaded, download failed, "
+    "out of memory), 2 usage error, "
     "3 some caption inputs failed, 130 interrupted. LONGLLAVA_DEBUG=1 shows tracebacks.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -399,6 +400,48 @@ def estimate(
         max_new_tokens=max_new_tokens,
         json=json,
     )
+
+
+@app.command(no_args_is_help=True)
+def pull(
+    repo: Annotated[
+        str,
+        typer.Argument(
+            metavar="ORG/NAME[@REVISION]",
+            show_default=False,
+            help="Hugging Face repo id, optionally @ a branch, tag or commit (default: the main branch).",
+        ),
+    ],
+    verbose: VerboseOption = 0,
+    quiet: QuietOption = False,
+) -> None:
+    """Download a model from the Hugging Face Hub: only the files longllava reads.
+
+    config.json, the safetensors weights and their index and the tokenizer files go into the standard Hugging
+    Face cache (HF_HOME, HF_HUB_CACHE), where other Hugging Face tools see them too. Prints the local folder;
+    afterwards --model ORG/NAME finds it with no network. Progress on stderr (--quiet: none).
+
+    [dim]longllava pull FreedomIntelligence/LongLLaVA-9B[/dim]
+    """
+    from longllava_cli.download import pull as download
+
+    require_stdout()
+    download(repo)
+
+
+@app.command()
+def models(json: JsonOption = False, verbose: VerboseOption = 0, quiet: QuietOption = False) -> None:
+    """The models on this machine: LongLLaVA repos in the Hugging Face cache, and the demo model.
+
+    Each downloaded revision of a LongLLaVA or Jamba repo, with the refs pointing to it, its size on disk and
+    whether the download is complete; then the built-in demo model.
+
+    [dim]longllava models --json[/dim]
+    """
+    from longllava_cli.model_list import show_models
+
+    require_stdout()
+    show_models(json=json)
 
 
 def _check_paths_exist(paths: tuple[str, ...]) -> None:

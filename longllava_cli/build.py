@@ -116,25 +116,34 @@ def model_spec(ctx: Context) -> ModelSpec:
 
     device = library.check_device(ctx.params["device"])  # before the demo note: the only news if mistyped
     dtype = ctx.params["dtype"]
+    path = model_path(ctx.params["model"])
+    if isinstance(path, str):  # a repo id: not downloaded is said now, not after the model's imports
+        from model.hub import resolve_model
+
+        resolve_model(path)
     return ModelSpec(
-        path=model_path(ctx.params["model"]),
+        path=path,
         device=device,
         dtype=None if dtype == Dtype.auto else dtype.value,
         vision_tower=ctx.params.get("vision_tower"),
     )
 
 
-def model_path(model: Path | None) -> Path:
-    """The checkpoint folder to use; with none configured, the built-in demo model, announced on stderr."""
+def model_path(model: str | Path | None) -> Path | str:
+    """The model to use: a folder as a Path (`~` expanded), or a Hugging Face repo id
+    `ORG/NAME[@REVISION]` naming no existing path, as a string (the library finds it in the local
+    cache); with none configured, the built-in demo model, announced on stderr."""
     if model is not None:
-        return model.expanduser()
+        from model.hub import model_reference
+
+        return model_reference(model)
     from model.demo import DEMO_NOTICE, demo_model_dir
 
     demo = demo_model_dir()
     if demo is None:
         raise UsageError(
-            "no model given: pass --model DIR (a LongLLaVA checkpoint folder), set LONGLLAVA_MODEL, "
-            "or put `model: DIR` in the config file"
+            "no model given: pass --model DIR (a LongLLaVA checkpoint folder) or --model ORG/NAME (a Hugging Face "
+            "repo id, after `longllava pull ORG/NAME`), set LONGLLAVA_MODEL, or put `model: ...` in the config file"
         )
     note(DEMO_NOTICE)
     return demo

@@ -2,7 +2,8 @@
 
 Exit codes (documented in the README):
   0    success
-  1    runtime failure: bad media, bad checkpoint, request too long, out of memory, I/O error
+  1    runtime failure: bad media, bad checkpoint, model not downloaded, download failed (`pull`: no
+       network, unknown or gated repo, disk full), request too long, out of memory, I/O error
   2    usage error (Click's: unknown option, bad value, conflicting options, bad config file)
   3    `caption` only: some inputs failed (their error records are in the output), others were written
   130  interrupted (Ctrl-C / SIGINT)
@@ -45,7 +46,10 @@ DEBUG_ENV = "LONGLLAVA_DEBUG"
 
 _FEWER_FRAMES = "use fewer --frames (or a lower --fps / --max-frames), a smaller --chunk-tokens or --dtype bfloat16"
 _OTHER_OUTPUT = "choose another --output: a new file, a results file to resume, or - for stdout"
-_CHECKPOINT_FOLDER = "--model takes a LongLLaVA checkpoint folder (config.json, *.safetensors, tokenizer.json)"
+_CHECKPOINT_FOLDER = (
+    "--model takes a LongLLaVA checkpoint folder (config.json, *.safetensors, tokenizer.json) or a Hugging Face "
+    "repo id ORG/NAME[@REVISION] downloaded with `longllava pull`"
+)
 
 
 @dataclass(frozen=True)
@@ -64,13 +68,22 @@ def error_rules() -> list[tuple[type[BaseException], ErrorRule]]:
     The library's classes are imported here, when an error is described, never at start-up."""
     from longllava_cli.failures import OutputPathError
     from longllava_cli.jsonl import ResultsFileError
-    from model.errors import CheckpointError, ContextTooLongError, MemoryBudgetError, ModelError
+    from model.errors import (
+        CheckpointError,
+        ContextTooLongError,
+        DownloadError,
+        MemoryBudgetError,
+        ModelError,
+        ModelNotDownloadedError,
+    )
     from sampling.errors import InputError, LongLLaVAError
 
     return [
         (ResultsFileError, ErrorRule(EXIT_USAGE, _OTHER_OUTPUT)),
         (OutputPathError, ErrorRule(EXIT_USAGE)),
         (InputError, ErrorRule(EXIT_FAILURE)),
+        (ModelNotDownloadedError, ErrorRule(EXIT_FAILURE)),  # the message names the `pull` to run
+        (DownloadError, ErrorRule(EXIT_FAILURE)),
         (CheckpointError, ErrorRule(EXIT_FAILURE, _CHECKPOINT_FOLDER)),
         (ContextTooLongError, ErrorRule(EXIT_FAILURE, _FEWER_FRAMES)),
         (MemoryBudgetError, _OUT_OF_MEMORY),

@@ -67,15 +67,19 @@ ConfigOption = Annotated[
 ]
 
 # --- model ------------------------------------------------------------------------------------
+# A string, not a Path: a repo id (`ORG/NAME@REV`) is not a path, and Path would drop what tells a
+# folder apart from one (`./org/name`); `build.model_path` makes folders Paths.
 ModelOption = Annotated[
-    Path | None,
+    str | None,
     typer.Option(
         "--model",
         "-m",
+        metavar="DIR|ORG/NAME[@REV]",
         envvar=MODEL_ENV,
         show_default=False,
         rich_help_panel=MODEL_PANEL,
-        help="LongLLaVA checkpoint folder (config.json, *.safetensors, tokenizer.json). "
+        help="LongLLaVA checkpoint folder (config.json, *.safetensors, tokenizer.json), or a Hugging Face repo id "
+        "found in the local cache (`longllava pull` downloads one; nothing else is fetched). "
         "Default: $LONGLLAVA_MODEL, then `model` in the config file.",
     ),
 ]

@@ -181,3 +181,11 @@ class ItemProgress:
                 self._bar.console.print(f"{label}: {outcome}", markup=False, highlight=False)
         else:
             note(f"[{self.done}/{self.total}] {label}: {outcome} ({rate}, ETA {eta})")
+
+
+def format_size(num_bytes: int) -> str:
+    """Bytes in binary units, as the rest of the CLI counts memory: "412 B", "3.2 KiB", "17.94 GiB"."""
+    for unit, scale, digits in (("GiB", 2**30, 2), ("MiB", 2**20, 1), ("KiB", 2**10, 1)):
+        if num_bytes >= scale:
+            return f"{num_bytes / scale:.{digits}f} {unit}"
+    return f"{num_bytes} B"

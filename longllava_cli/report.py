@@ -138,6 +138,10 @@ def _path_rows(paths: dict[str, dict]) -> list[tuple[str, str]]:
     return rows
 
 
+def _repo_name(model: dict[str, Any]) -> str:
+    return f"{model['repo_id']}@{model['revision']}" if model.get("revision") else model["repo_id"]
+
+
 def print_info(data: dict[str, Any]) -> None:
     env = data["environment"]
     backends = ", ".join(f"{k} {v}" if v else f"{k} (not available)" for k, v in env["video_backends"].items())
@@ -157,7 +161,7 @@ def print_info(data: dict[str, Any]) -> None:
     model = data.get("model")
     if model:
         rows += [
-            ("model", model["path"]),
+            ("model", f"{_repo_name(model)} ({model['path']})" if model.get("repo_id") else model["path"]),
             ("type", f"{model['model_type']} ({'multimodal' if model['multimodal'] else 'text only'})"),
             ("parameters", _parameters(model)),
             ("dtype", model["dtype"]),
@@ -193,13 +197,14 @@ def print_estimate(result: dict[str, Any]) -> None:
     write_text(_lines(rows))
 
 
-def show_info(model: Path | None, vision_tower: Path | None, *, json: bool) -> None:
-    """The environment, and the model's summary from its config.json and headers when one is given."""
+def show_info(model: Path | str | None, vision_tower: Path | None, *, json: bool) -> None:
+    """The environment, and the model's summary from its config.json and headers when one is given
+    (a folder, or a repo id in the local Hugging Face cache)."""
     data: dict[str, Any] = {"environment": describe_environment()}
     if model is not None:
         from model.summary import summarize_checkpoint
 
-        data["model"] = summarize_checkpoint(model.expanduser(), vision_tower=vision_tower).to_dict()
+        data["model"] = summarize_checkpoint(model, vision_tower=vision_tower).to_dict()
     if json:
         write_json(data)
     else:
@@ -207,7 +212,7 @@ def show_info(model: Path | None, vision_tower: Path | None, *, json: bool) -> N
 
 
 def show_estimate(
-    model: Path,
+    model: Path | str,
     vision_tower: Path | None,
     *,
     num_frames: int,

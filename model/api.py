@@ -4,7 +4,7 @@
     from model.request import AskRequest, ModelSpec
     from sampling import SamplingOptions
 
-    model = load(ModelSpec(path="LongLLaVA-9B", dtype="bfloat16"))
+    model = load(ModelSpec(path="FreedomIntelligence/LongLLaVA-9B", dtype="bfloat16"))
     request = AskRequest(inputs=("talk.mp4",), questions=("What happens?", "Who speaks first?"),
                          sampling=SamplingOptions(num_frames=256))
     print(ask(model, request).answers[0].text)
@@ -28,6 +28,7 @@ import torch
 
 from model.devices import resolve_device
 from model.engine import ChunkedPrefill, generate
+from model.hub import find_model
 from model.longllava import LongLLaVA, load_model
 from model.memory import check_fits, device_memory_bytes
 from model.memory_usage import peak_memory_bytes
@@ -59,13 +60,20 @@ TextCallback = Callable[[int, str], None]
 
 
 def load(spec: ModelSpec) -> LongLLaVA:
-    """The model `spec` names, loaded on its device ("auto": CUDA when available, else the CPU)."""
-    return load_model(
-        spec.path.expanduser(),
+    """The model `spec` names, loaded on its device ("auto": CUDA when available, else the CPU).
+    `spec.path`: a checkpoint folder, or a Hugging Face repo id `ORG/NAME[@REVISION]` in the local
+    cache (`model.hub.find_model`; nothing is downloaded: ModelNotDownloadedError names the
+    `longllava pull` command when it is absent or partial)."""
+    location = find_model(spec.path)
+    model = load_model(
+        location.require(),
         device=resolve_device(spec.device),
         dtype=spec.dtype,
         vision_tower=spec.vision_tower.expanduser() if spec.vision_tower else None,
     )
+    if location.is_repo:
+        model.name = location.name  # not the snapshot folder's name, a commit hash
+    return model
 
 
 @dataclass

@@ -32,6 +32,10 @@ from model.errors import CheckpointError
 
 T = TypeVar("T")
 
+# model_type values whose config.json carries a Jamba language model (here, without torch, so that
+# `longllava models` can tell a LongLLaVA checkpoint in the Hugging Face cache from other repos).
+JAMBA_MODEL_TYPES = ("jamba", "llava_jamba", "longllava", "llava_jamba_moe")
+
 # Spellings used by other writers of the same field, mapped to our (HF native) field name.
 _JAMBA_ALIASES = {
     "n_ctx": "max_position_embeddings",

@@ -20,3 +20,12 @@ class ContextTooLongError(ModelError):
 
 class MemoryBudgetError(ModelError):
     """A request cannot fit the given memory budget; raised before any heavy work."""
+
+
+class ModelNotDownloadedError(CheckpointError):
+    """A model named by a Hugging Face repo id is not in the local cache, or only part of it is;
+    the message names what is missing and the `longllava pull` command that fetches it."""
+
+
+class DownloadError(ModelError):
+    """`pull` could not fetch a model: no network, an unknown or gated repo, a full disk."""

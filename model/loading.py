@@ -41,8 +41,9 @@ import torch
 from safetensors import SafetensorError, safe_open
 from torch import nn
 
-from model.config import JambaConfig
+from model.config import JAMBA_MODEL_TYPES, JambaConfig
 from model.errors import CheckpointError
+from model.hub import redownload_hint
 from model.jamba import JambaLM
 from model.naming import dense_layers, to_native
 from model.shapes import LM_LAYER, TIED_LM_HEAD, count_layers, lm_tensor_shapes
@@ -50,8 +51,6 @@ from model.shapes import LM_LAYER, TIED_LM_HEAD, count_layers, lm_tensor_shapes
 INDEX_FILE = "model.safetensors.index.json"
 SINGLE_FILE = "model.safetensors"
 WEIGHTS_SUFFIX = ".safetensors"
-# model_type values whose config.json carries a Jamba language model.
-JAMBA_MODEL_TYPES = ("jamba", "llava_jamba", "longllava", "llava_jamba_moe")
 # Checkpoint key prefixes of LongLLaVA's vision side; the LM loader leaves them to vision.py.
 MULTIMODAL_PREFIXES = ("model.mm_projector.", "model.vision_tower.", "model.vision_resampler.", "model.image_newline")
 # A safetensors header over 100 MB is corruption, not metadata (the safetensors library's own
@@ -171,7 +170,8 @@ def _index_weights(root: Path, *, require_weights: bool) -> tuple[dict[str, str]
     weight_map: dict[str, str] = {}
     shapes: dict[str, Shape] = {}
     for name in names:
-        header = read_safetensors_header(checkpoint_file(root, name, missing=f"{root / name}: a dangling symlink"))
+        missing = f"{root / name}: a dangling symlink; {redownload_hint(root)}"
+        header = read_safetensors_header(checkpoint_file(root, name, missing=missing))
         for key, shape in header.items():
             if key in weight_map:
                 raise CheckpointError(
@@ -191,7 +191,7 @@ def _indexed_weights(root: Path) -> tuple[dict[str, str], dict[str, Shape]]:
     for key, name in weight_map.items():
         if name not in headers:
             _check_shard_name(index, key, name)
-            missing = f"{root / name}: shard listed in {INDEX_FILE} is missing; re-download it"
+            missing = f"{root / name}: shard listed in {INDEX_FILE} is missing; {redownload_hint(root)}"
             headers[name] = read_safetensors_header(checkpoint_file(root, name, missing=missing))
         if key not in headers[name]:
             raise CheckpointError(
@@ -234,7 +234,8 @@ def read_safetensors_header(file: Path) -> dict[str, Shape]:
             header = json.loads(f.read(length).decode("utf-8"))
     except (OSError, ValueError, UnicodeDecodeError, RecursionError) as e:
         raise CheckpointError(
-            f"{file}: not a readable safetensors file, truncated or corrupt ({_first_line(e)}); re-download it"
+            f"{file}: not a readable safetensors file, truncated or corrupt ({_first_line(e)}); "
+            f"{redownload_hint(file.parent)}"
         ) from e
     if not isinstance(header, dict):
         raise CheckpointError(f"{file}: not a readable safetensors file (its header is not a JSON object)")
@@ -265,7 +266,7 @@ def _entry_shape(file: Path, key: str, entry: object, data_size: int) -> Shape:
     if offsets[1] > data_size:
         raise CheckpointError(
             f"{file}: tensor {key[:80]} ends at byte {offsets[1]} of a {data_size}-byte data section: the file is "
-            "truncated or corrupt; re-download it"
+            f"truncated or corrupt; {redownload_hint(file.parent)}"
         )
     item = SAFETENSORS_DTYPE_BYTES.get(dtype)
     if item is not None and offsets[1] - offsets[0] != math.prod(shape) * item:

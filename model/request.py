@@ -3,7 +3,7 @@
     from model.request import AskRequest, ModelSpec
     from model.api import ask, load
 
-    model = load(ModelSpec(path="LongLLaVA-9B", dtype="bfloat16"))
+    model = load(ModelSpec(path="FreedomIntelligence/LongLLaVA-9B", dtype="bfloat16"))
     result = ask(model, AskRequest(inputs=("talk.mp4",), questions=("What happens?",)))
 
 An `AskRequest` is built once (the CLI builds it from its parsed options) and passed whole, so a
@@ -104,11 +104,13 @@ class AskRequest:
 
 @dataclass(frozen=True, kw_only=True)
 class ModelSpec:
-    """Which checkpoint to load and how. device "auto": CUDA when available, else the CPU; dtype
-    None: the checkpoint's own (`torch_dtype` in config.json); vision_tower: a CLIP folder for
-    checkpoints without the tower's weights."""
+    """Which checkpoint to load and how. path: a checkpoint folder, or a Hugging Face repo id
+    `ORG/NAME[@REVISION]` found in the local cache (`model.hub`; a folder that exists wins);
+    device "auto": CUDA when available, else the CPU; dtype None: the checkpoint's own
+    (`torch_dtype` in config.json); vision_tower: a CLIP folder for checkpoints without the
+    tower's weights."""
 
-    path: Path
+    path: Path | str
     device: str = "auto"
     dtype: str | None = None
     vision_tower: Path | None = None

@@ -14,6 +14,7 @@ headers where there are weights.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,8 +45,9 @@ class CheckpointSummary:
     """path: the checkpoint folder (for a built-in card, the repo id); weights: "present"
     (num_parameters summed over the safetensors headers) or "absent" (a folder with config.json only,
     or a card; num_parameters counted from the configs); vision_source: where the CLIP config came
-    from (`model.ModelConfig.vision_source`); card: the built-in card's source when the figures come
-    from one (nothing downloaded), else None."""
+    from (`model.ModelConfig.vision_source`); repo_id, revision: the Hugging Face repo id (and
+    revision asked for) when the model was named so and `path` is its snapshot in the local cache;
+    card: the built-in card's source when the figures come from one (nothing downloaded), else None."""
 
     path: Path
     lm: JambaConfig
@@ -55,7 +57,16 @@ class CheckpointSummary:
     num_parameters: int
     weights: str = "present"
     vision_source: str | None = None
+    repo_id: str | None = None
+    revision: str | None = None
     card: str | None = None
+
+    @property
+    def name(self) -> str:
+        """`ORG/NAME[@REVISION]` for a model named by repo id, else the folder path."""
+        if self.repo_id is None:
+            return str(self.path)
+        return f"{self.repo_id}@{self.revision}" if self.revision else self.repo_id
 
     @property
     def layer_pattern(self) -> str:
@@ -86,6 +97,8 @@ class CheckpointSummary:
     def to_dict(self) -> dict[str, Any]:
         return {
             "path": str(self.path),
+            "repo_id": self.repo_id,
+            "revision": self.revision,
             "model_type": self.lm.model_type if self.mm is None else self.mm.model_type,
             "multimodal": self.vision is not None,
             "dtype": self.dtype,
@@ -107,16 +120,25 @@ class CheckpointSummary:
         }
 
 
-def summarize_checkpoint(path: Path, *, vision_tower: Path | None = None) -> CheckpointSummary:
+def summarize_checkpoint(path: str | Path, *, vision_tower: Path | None = None) -> CheckpointSummary:
     """Read config.json and the safetensors headers of a checkpoint directory (no weights read,
-    nothing built). A folder with config.json and no weights yet is summarised from its configs
-    (`weights` "absent"). Raises CheckpointError as `model.load_model` would for a malformed
-    checkpoint, including configs that do not describe the weights' headers."""
+    nothing built). `path`: a folder, or a repo id `ORG/NAME[@REVISION]` in the local Hugging Face
+    cache (`model.hub`); a released model not (fully) downloaded is summarised from its built-in card
+    (`model.cards`; `card` says so), any other repo id not downloaded is a ModelNotDownloadedError. A folder with config.json
+    and no weights yet is summarised from its configs (`weights` "absent"). Raises CheckpointError
+    as `model.load_model` would for a malformed checkpoint, including configs that do not describe
+    the weights' headers."""
+    from model.cards import card_for
+    from model.hub import find_model
     from model.loading import open_checkpoint
     from model.longllava import read_model_config
     from model.memory import count_model_parameters
 
-    checkpoint = open_checkpoint(path, require_weights=False)
+    location = find_model(path)
+    card = card_for(location.repo_id) if location.is_repo and not location.is_downloaded else None
+    if card is not None and vision_tower is None:  # planning before (or during) a download
+        return dataclasses.replace(summarize_card(card), repo_id=location.repo_id, revision=location.revision)
+    checkpoint = open_checkpoint(location.require(), require_weights=False)
     config = read_model_config(checkpoint.path, vision_tower=vision_tower)
     dtype = checkpoint.config.get("torch_dtype") or checkpoint.config.get("dtype")
     dtype = dtype if isinstance(dtype, str) and dtype in DTYPE_BYTES else "float32"
@@ -125,8 +147,9 @@ def summarize_checkpoint(path: Path, *, vision_tower: Path | None = None) -> Che
     else:
         num_parameters, weights = count_model_parameters(config), "absent"
     return CheckpointSummary(
-        checkpoint.path, config.lm, config.mm, config.vision, dtype, num_parameters, weights, config.vision_source
-    )
+        checkpoint.path, config.lm, config.mm, config.vision, dtype, num_parameters, weights, config.vision_source,
+        location.repo_id, location.revision,
+    )  # fmt: skip
 
 
 def summarize_card(card: ModelCard) -> CheckpointSummary:
@@ -194,7 +217,7 @@ def estimate_request(
         limited_by = min(limits, key=lambda name: limits[name])  # the first of equals: memory, then context
         max_frames = limits[limited_by]
     return {
-        "model": str(summary.path),
+        "model": summary.name,
         "device": device,
         "dtype": dtype,
         "num_frames": num_frames,

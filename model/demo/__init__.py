@@ -19,8 +19,8 @@ from pathlib import Path
 DEMO_MODEL_DIR = Path(__file__).resolve().parent
 DEMO_NOTICE = (
     "note: no --model given, using the built-in demo model (trained here on synthetic videos of coloured "
-    "shapes; it knows nothing else): for real use pass --model DIR with a LongLLaVA checkpoint such as "
-    "FreedomIntelligence/LongLLaVA-9B, or set LONGLLAVA_MODEL"
+    "shapes; it knows nothing else): for real use, `longllava pull FreedomIntelligence/LongLLaVA-9B` and pass "
+    "--model FreedomIntelligence/LongLLaVA-9B (or a checkpoint folder), or set LONGLLAVA_MODEL"
 )
 
 
