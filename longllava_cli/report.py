@@ -101,7 +101,9 @@ _VISION_SOURCES = {
 
 def _parameters(model: dict[str, Any]) -> str:
     text = f"{model['num_parameters']:,} ({_count(model['num_parameters'])})"
-    if model.get("weights") == "absent":
+    if model.get("card"):
+        text += f", counted from the configs of the {model['card']} (nothing downloaded)"
+    elif model.get("weights") == "absent":
         text += ", counted from config.json: no weights in the folder yet"
     return text
 
@@ -182,8 +184,9 @@ def print_estimate(result: dict[str, Any]) -> None:
     memory = result["memory_bytes"]
     parts = ", ".join(f"{k.replace('_', ' ')} {_gib(v)}" for k, v in memory.items() if k != "total")
     verdict = "fits" if result["fits"] else "does NOT fit"
+    source = f"; figures from the {result['card']} (nothing downloaded)" if result.get("card") else ""
     rows: list[tuple[str, Any]] = [
-        ("model", f"{result['model']} ({result['dtype']}, {result['device']})"),
+        ("model", f"{result['model']} ({result['dtype']}, {result['device']}{source})"),
         ("request", f"{result['num_frames']} frames x {result['tokens_per_image']} tokens -> {result['num_tokens']:,} "
                     "LM positions with markup, prompt and answer"),
         ("memory", f"{_gib(memory['total'])} ({parts})"),

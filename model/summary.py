@@ -124,10 +124,10 @@ def summarize_checkpoint(path: str | Path, *, vision_tower: Path | None = None) 
     """Read config.json and the safetensors headers of a checkpoint directory (no weights read,
     nothing built). `path`: a folder, or a repo id `ORG/NAME[@REVISION]` in the local Hugging Face
     cache (`model.hub`); a released model not (fully) downloaded is summarised from its built-in card
-    (`model.cards`; `card` says so), any other repo id not downloaded is a ModelNotDownloadedError. A folder with config.json
-    and no weights yet is summarised from its configs (`weights` "absent"). Raises CheckpointError
-    as `model.load_model` would for a malformed checkpoint, including configs that do not describe
-    the weights' headers."""
+    (`model.cards`; `card` says so), any other repo id not downloaded is a ModelNotDownloadedError.
+    A folder with config.json and no weights yet is summarised from its configs (`weights`
+    "absent"). Raises CheckpointError as `model.load_model` would for a malformed checkpoint,
+    including configs that do not describe the weights' headers."""
     from model.cards import card_for
     from model.hub import find_model
     from model.loading import open_checkpoint
@@ -171,7 +171,7 @@ def summarize_card(card: ModelCard) -> CheckpointSummary:
         count_model_parameters(config),
         "absent",
         config.vision_source,
-        card=f"built-in card: {card.source}",
+        card=f"built-in card, from {card.source}",
     )
 
 
@@ -218,6 +218,7 @@ def estimate_request(
         max_frames = limits[limited_by]
     return {
         "model": summary.name,
+        "card": summary.card,
         "device": device,
         "dtype": dtype,
         "num_frames": num_frames,

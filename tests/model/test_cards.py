@@ -36,7 +36,7 @@ def test_cards_give_the_published_sizes(repo, parameters, tokens_per_image, expe
     assert summary.num_parameters == pytest.approx(parameters, rel=0.005)
     assert summary.tokens_per_image == tokens_per_image
     assert summary.lm.num_experts == experts and summary.layer_pattern.count("A") == 4
-    assert summary.weights == "absent" and summary.card.startswith("built-in card: https://huggingface.co/")
+    assert summary.weights == "absent" and summary.card.startswith("built-in card, from https://huggingface.co/")
     assert summary.to_dict()["card"] == summary.card
 
 
