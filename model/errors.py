@@ -20,3 +20,7 @@ class ContextTooLongError(ModelError):
 
 class MemoryBudgetError(ModelError):
     """A request cannot fit the given memory budget; raised before any heavy work."""
+
+
+class QuantizationError(ModelError):
+    """A quantisation cannot be applied: its library is missing, or it does not run on the device."""

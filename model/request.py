@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from model.module_kinds import NO_QUANTIZATION, check_quantization
 from sampling.options import SamplingOptions
 
 MIN_TEMPERATURE = 0.01
@@ -106,12 +107,17 @@ class AskRequest:
 class ModelSpec:
     """Which checkpoint to load and how. device "auto": CUDA when available, else the CPU; dtype
     None: the checkpoint's own (`torch_dtype` in config.json); vision_tower: a CLIP folder for
-    checkpoints without the tower's weights."""
+    checkpoints without the tower's weights; quantize: "none", or "int8" / "nf4" weight-only
+    quantisation of the attention, MLP and MoE expert Linear layers (`model.module_kinds`)."""
 
     path: Path
     device: str = "auto"
     dtype: str | None = None
     vision_tower: Path | None = None
+    quantize: str = NO_QUANTIZATION
+
+    def __post_init__(self) -> None:
+        check_quantization(self.quantize)
 
 
 def _as_strings(paths: str | os.PathLike[str] | tuple | list) -> tuple[str, ...]:
