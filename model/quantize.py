@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
@@ -25,6 +26,7 @@ import torch
 from torch import nn
 
 from model.errors import QuantizationError
+from model.memory_usage import release_free_memory
 from model.module_kinds import NO_QUANTIZATION, check_quantization, is_quantized, module_kind
 from model.weights import NF4_BLOCK, NF4_CPU_ROWS
 
@@ -55,6 +57,8 @@ def import_backend(quantize: str) -> ModuleType:
     """The package of `quantize` ("int8": torchao, "nf4": bitsandbytes), imported quietly.
     Raises QuantizationError naming the extra to install when it is missing or broken."""
     package = METHODS[check_quantization(quantize)].package
+    if sys.modules.get(package) is not None:  # imported already (None: an import that failed)
+        return sys.modules[package]
     loggers = [logging.getLogger(name) for name in _NOISY_LOGGERS]
     levels = [logger.level for logger in loggers]
     try:
@@ -117,6 +121,7 @@ def quantizing_hook(quantize: str, kind_of: KindOf) -> Hook | None:
         module = root.get_submodule(name)
         if type(module) is nn.Linear and is_quantized(kind_of(name), quantize):
             _replace(root, name, quantize_linear(module, quantize))
+            release_free_memory()  # the float layer's pages, before the next one is read
 
     return hook
 
