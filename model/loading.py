@@ -6,7 +6,9 @@ shards listed by `model.safetensors.index.json`, or (as some exporters leave the
 transformers' native Jamba naming, through `model/naming.py`'s rename.
 
 Modules are built on the meta device and each tensor is read, cast and placed once, so peak
-memory while loading is the model's size plus one tensor. Every problem is a `CheckpointError`
+memory while loading is the model's size plus one tensor. A quantised load (`model/quantize.py`)
+converts each Linear as soon as its weight is in place and reads the files without a memory map,
+so its peak is the quantised size plus one layer. Every problem is a `CheckpointError`
 naming the file or tensor at fault.
 
 Everything in a checkpoint is untrusted. Before any module is built, `open_checkpoint` reads

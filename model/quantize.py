@@ -19,7 +19,6 @@ import importlib
 import logging
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from types import ModuleType
 
 import torch
@@ -36,18 +35,8 @@ QUANT_EXTRA = 'pip install -e ".[quant]"'
 _NOISY_LOGGERS = ("torchao", "bitsandbytes", "torch.utils._pytree")
 
 
-@dataclass(frozen=True)
-class Method:
-    """A quantisation: the package that does it, and what it is called."""
-
-    package: str
-    description: str
-
-
-METHODS = {
-    "int8": Method("torchao", "int8 weight-only (torchao)"),
-    "nf4": Method("bitsandbytes", "NF4 4-bit (bitsandbytes)"),
-}
+# The package each quantisation needs.
+PACKAGES = {"int8": "torchao", "nf4": "bitsandbytes"}
 
 KindOf = Callable[[str], str]
 Hook = Callable[[nn.Module, str], None]
@@ -56,7 +45,7 @@ Hook = Callable[[nn.Module, str], None]
 def import_backend(quantize: str) -> ModuleType:
     """The package of `quantize` ("int8": torchao, "nf4": bitsandbytes), imported quietly.
     Raises QuantizationError naming the extra to install when it is missing or broken."""
-    package = METHODS[check_quantization(quantize)].package
+    package = PACKAGES[check_quantization(quantize)]
     if sys.modules.get(package) is not None:  # imported already (None: an import that failed)
         return sys.modules[package]
     loggers = [logging.getLogger(name) for name in _NOISY_LOGGERS]
@@ -186,12 +175,12 @@ def quantization_support(devices: tuple[str, ...]) -> dict[str, dict[str, str | 
     from importlib.metadata import PackageNotFoundError, version
 
     support: dict[str, dict[str, str | None]] = {}
-    for quantize, method in METHODS.items():
+    for quantize, package in PACKAGES.items():
         try:
-            installed: str | None = version(method.package)
+            installed: str | None = version(package)
         except PackageNotFoundError:
             installed = None
-        row: dict[str, str | None] = {"package": method.package, "version": installed}
+        row: dict[str, str | None] = {"package": package, "version": installed}
         for device in devices:
             row[device] = DEVICE_SUPPORT[quantize, device] if installed else f"not installed: {QUANT_EXTRA}"
         support[quantize] = row
