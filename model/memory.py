@@ -219,10 +219,11 @@ def check_fits(budget: int, lm: JambaConfig, vision: CLIPVisionConfig | None, *,
     if estimate.total <= budget:
         return
     fits = max_tokens_that_fit(budget, lm, vision, **kwargs)
+    smaller = "a smaller dtype" if kwargs.get("quantize", "none") != "none" else "a smaller dtype, --quantize int8"
     advice = (
-        f"at most {fits} tokens fit: sample fewer frames (--frames), use a smaller --chunk-tokens or a smaller dtype"
+        f"at most {fits} tokens fit: sample fewer frames (--frames), use a smaller --chunk-tokens or {smaller}"
         if fits
-        else "not even an empty prompt fits: use a smaller --chunk-tokens, a smaller dtype or more memory"
+        else f"not even an empty prompt fits: use a smaller --chunk-tokens, {smaller} or more memory"
     )
     raise MemoryBudgetError(
         f"{num_tokens} tokens need {estimate.total / GiB:.1f} GiB (weights {estimate.weights / GiB:.1f}, "

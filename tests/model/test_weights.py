@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from model.config import CLIPVisionConfig, JambaConfig, LongLLaVAConfig, ModelConfig
+from model.errors import MemoryBudgetError
 from model.longllava import LongLLaVA, load_model
-from model.memory import estimate_memory
+from model.memory import check_fits, estimate_memory
 from model.module_kinds import MODULE_KINDS, QUANTIZATIONS, is_quantized, module_kind
 from model.testing import write_tiny_longllava
 from model.weights import linear_bytes, model_weight_groups, weight_bytes_by_kind
@@ -131,3 +132,11 @@ def _repacked(group) -> int:
     codes, a bfloat16 absmax per 64 weights and 68 bytes of tables per layer."""
     linears = sum((out * in_ // 2 + 2 * (out * in_ // 64) + 68) * count for (out, in_), count in group.linears.items())
     return linears + 4 * group.other
+
+
+def test_a_request_that_does_not_fit_suggests_quantising_until_quantised():
+    with pytest.raises(MemoryBudgetError, match="--quantize int8"):
+        check_fits(2**20, SMALL, None, num_tokens=100, dtype="float32")
+    with pytest.raises(MemoryBudgetError) as caught:
+        check_fits(2**20, SMALL, None, num_tokens=100, dtype="float32", quantize="int8")
+    assert "--quantize" not in str(caught.value)
