@@ -219,11 +219,12 @@ def check_fits(budget: int, lm: JambaConfig, vision: CLIPVisionConfig | None, *,
     if estimate.total <= budget:
         return
     fits = max_tokens_that_fit(budget, lm, vision, **kwargs)
-    smaller = "a smaller dtype" if kwargs.get("quantize", "none") != "none" else "a smaller dtype, --quantize int8"
+    remedies = ["a smaller --chunk-tokens", "a smaller dtype"]
+    remedies += ["--quantize int8"] if kwargs.get("quantize", "none") == "none" else []
     advice = (
-        f"at most {fits} tokens fit: sample fewer frames (--frames), use a smaller --chunk-tokens or {smaller}"
+        f"at most {fits} tokens fit: sample fewer frames (--frames), use {', '.join(remedies[:-1])} or {remedies[-1]}"
         if fits
-        else f"not even an empty prompt fits: use a smaller --chunk-tokens, {smaller} or more memory"
+        else f"not even an empty prompt fits: use {', '.join(remedies)} or more memory"
     )
     raise MemoryBudgetError(
         f"{num_tokens} tokens need {estimate.total / GiB:.1f} GiB (weights {estimate.weights / GiB:.1f}, "
