@@ -71,8 +71,7 @@ def test_exactly_the_tables_kinds_are_quantised(tiny, quantize):
     converted = {}
     for name, module in model.named_modules():
         if isinstance(module, nn.Linear):  # bitsandbytes' Linear4bit derives from nn.Linear
-            weight = module.weight
-            converted[name] = type(module) is not nn.Linear or type(weight.data) is not torch.Tensor
+            converted[name] = type(module) is not nn.Linear or type(module.weight.data) is not torch.Tensor
     assert {module_kind(name) for name, done in converted.items() if done} == {"attention", "dense_mlp", "moe_experts"}
     assert all(done == is_quantized(module_kind(name), quantize) for name, done in converted.items())
 
