@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from longllava_cli import backend as library
 from longllava_cli.clickcompat import BadParameter, Context, ParameterSource, UsageError
-from longllava_cli.options import DEFAULT_MAX_TILES, Dtype
+from longllava_cli.options import DEFAULT_MAX_TILES, Dtype, Quantize
 from longllava_cli.output import note
 from longllava_cli.paths import check_not_urls, expand_dash
 
@@ -126,6 +126,7 @@ def model_spec(ctx: Context) -> ModelSpec:
         device=device,
         dtype=None if dtype == Dtype.auto else dtype.value,
         vision_tower=ctx.params.get("vision_tower"),
+        quantize=ctx.params.get("quantize", Quantize.none).value,
     )
 
 

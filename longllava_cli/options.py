@@ -45,6 +45,12 @@ class Dtype(str, enum.Enum):
     float16 = "float16"
 
 
+class Quantize(str, enum.Enum):
+    none = "none"
+    int8 = "int8"
+    nf4 = "nf4"
+
+
 class Backend(str, enum.Enum):
     auto = "auto"
     pyav = "pyav"
@@ -106,6 +112,17 @@ DtypeOption = Annotated[
         case_sensitive=False,
         rich_help_panel=MODEL_PANEL,
         help="Weight dtype; auto takes the checkpoint's own (torch_dtype in config.json).",
+    ),
+]
+QuantizeOption = Annotated[
+    Quantize,
+    typer.Option(
+        "--quantize",
+        case_sensitive=False,
+        rich_help_panel=MODEL_PANEL,
+        help="Weight-only quantisation of the attention, MLP and MoE expert layers while loading: int8 "
+        "(torchao) or nf4 (bitsandbytes); Mamba, lm_head, vision tower and projector stay in --dtype. "
+        'Needs pip install -e ".[quant]".',
     ),
 ]
 ChunkTokensOption = Annotated[

@@ -40,6 +40,7 @@ def describe_environment() -> dict[str, Any]:
 
     from model.cpu_kernels import kernels_status
     from model.dispatch import inference_paths_here, mamba_kernels_available
+    from model.quantize import quantization_support
 
     cuda = torch.cuda.is_available()
     devices = []
@@ -63,6 +64,7 @@ def describe_environment() -> dict[str, Any]:
         "video_backends": {
             name: _version(dist) or "installed" if _importable(name) else None for name, dist in VIDEO_BACKENDS.items()
         },
+        "quantization": quantization_support(("cpu", "cuda") if cuda else ("cpu",)),
     }
 
 
@@ -144,6 +146,20 @@ def _repo_name(model: dict[str, Any]) -> str:
     return f"{model['repo_id']}@{model['revision']}" if model.get("revision") else model["repo_id"]
 
 
+def _quantization_rows(support: dict[str, dict[str, str | None]]) -> list[tuple[str, str]]:
+    """One row per --quantize method: ("--quantize int8", "torchao 0.18.0: cpu yes, ...; cuda yes"),
+    or the package and how to install it."""
+    rows = []
+    for method, row in support.items():
+        devices = [device for device in row if device not in ("package", "version")]
+        if row["version"] is None:
+            text = f"{row['package']} {row[devices[0]]}"  # "not installed: pip install ..."
+        else:
+            text = f"{row['package']} {row['version']}: " + "; ".join(f"{d} {row[d]}" for d in devices)
+        rows.append((f"--quantize {method}", text))
+    return rows
+
+
 def print_info(data: dict[str, Any]) -> None:
     env = data["environment"]
     backends = ", ".join(f"{k} {v}" if v else f"{k} (not available)" for k, v in env["video_backends"].items())
@@ -159,6 +175,7 @@ def print_info(data: dict[str, Any]) -> None:
         ("cpu kernels", "compiled" if cpu["compiled"] else f"not used ({cpu['detail']}): PyTorch mixer code"),
         *_path_rows(env["inference_paths"]),
         ("video backends", backends),
+        *_quantization_rows(env["quantization"]),
     ]
     model = data.get("model")
     if model:
@@ -180,16 +197,34 @@ def print_info(data: dict[str, Any]) -> None:
     write_text(_lines(rows))
 
 
+def _size(n: int) -> str:
+    """GiB from 1 GiB up, else MiB: a small model's parts are not all 0.00 GiB."""
+    return _gib(n) if n >= GiB else f"{n / 2**20:.2f} MiB"
+
+
+def _weight_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
+    """A header row, then one row per module kind in the table's order, e.g. ("  attention", "0.31 GiB int8")."""
+    from model.module_kinds import MODULE_KINDS, is_quantized
+
+    quantize, by_kind = result["quantize"], result["weights_by_kind"]
+    stored = {kind: quantize if is_quantized(kind, quantize) else result["dtype"] for kind in by_kind}
+    return [("weights by kind", _size(sum(by_kind.values())))] + [
+        (f"  {MODULE_KINDS[kind].label}", f"{_size(size)} {stored[kind]}") for kind, size in by_kind.items()
+    ]
+
+
 def print_estimate(result: dict[str, Any]) -> None:
     memory = result["memory_bytes"]
     parts = ", ".join(f"{k.replace('_', ' ')} {_gib(v)}" for k, v in memory.items() if k != "total")
     verdict = "fits" if result["fits"] else "does NOT fit"
     source = f"; figures from the {result['card']} (nothing downloaded)" if result.get("card") else ""
+    quantized = "" if result["quantize"] == "none" else f", {result['quantize']}"
     rows: list[tuple[str, Any]] = [
-        ("model", f"{result['model']} ({result['dtype']}, {result['device']}{source})"),
+        ("model", f"{result['model']} ({result['dtype']}{quantized}, {result['device']}{source})"),
         ("request", f"{result['num_frames']} frames x {result['tokens_per_image']} tokens -> {result['num_tokens']:,} "
                     "LM positions with markup, prompt and answer"),
         ("memory", f"{_gib(memory['total'])} ({parts})"),
+        *_weight_rows(result),
         ("budget", f"{_gib(result['budget_bytes'])} from {result['budget_source']}: {verdict}"),
         ("context", f"{result['context_tokens']:,} tokens: request "
                     f"{'within it' if result['within_context'] else 'OVER it (answers may degrade)'}"),
@@ -224,9 +259,11 @@ def show_estimate(
     chunk_tokens: int,
     max_new_tokens: int,
     json: bool,
+    quantize: str = "none",
 ) -> None:
     """The memory a request of `num_frames` frames needs, against `budget` bytes (None: the CUDA
-    device's memory, else RAM), from the model's configs alone."""
+    device's memory, else RAM), from the model's configs alone, the weights quantised as
+    `quantize` says ("none", "int8", "nf4")."""
     from model.summary import estimate_request, summarize_checkpoint
 
     device, source = ("cuda", "--gpu-memory") if budget else (None, None)
@@ -243,6 +280,7 @@ def show_estimate(
         chunk_tokens=chunk_tokens,
         max_new_tokens=max_new_tokens,
         device=device,
+        quantize=quantize,
     )
     result["budget_source"] = source
     if json:

@@ -60,16 +60,17 @@ TextCallback = Callable[[int, str], None]
 
 
 def load(spec: ModelSpec) -> LongLLaVA:
-    """The model `spec` names, loaded on its device ("auto": CUDA when available, else the CPU).
-    `spec.path`: a checkpoint folder, or a Hugging Face repo id `ORG/NAME[@REVISION]` in the local
-    cache (`model.hub.find_model`; nothing is downloaded: ModelNotDownloadedError names the
-    `longllava pull` command when it is absent or partial)."""
+    """The model `spec` names, loaded on its device ("auto": CUDA when available, else the CPU),
+    quantised as `spec.quantize` says. `spec.path`: a checkpoint folder, or a Hugging Face repo id
+    `ORG/NAME[@REVISION]` in the local cache (`model.hub.find_model`; nothing is downloaded:
+    ModelNotDownloadedError names the `longllava pull` command when it is absent or partial)."""
     location = find_model(spec.path)
     model = load_model(
         location.require(),
         device=resolve_device(spec.device),
         dtype=spec.dtype,
         vision_tower=spec.vision_tower.expanduser() if spec.vision_tower else None,
+        quantize=spec.quantize,
     )
     if location.is_repo:
         model.name = location.name  # not the snapshot folder's name, a commit hash
@@ -196,7 +197,7 @@ def prefill_shared(
 def check_request_fits(model: LongLLaVA, num_tokens: int, run: RunOptions, *, num_questions: int = 1) -> None:
     """MemoryBudgetError, before any heavy work, when the memory model says the request will not
     fit `run.memory_budget` bytes ("device": the model's device's memory; with several questions,
-    a fork of the state is alive too)."""
+    a fork of the state is alive too; the weights as `model.quantization` stores them)."""
     config = model.config
     budget = run.memory_budget
     if budget == DEVICE_MEMORY:
@@ -211,8 +212,10 @@ def check_request_fits(model: LongLLaVA, num_tokens: int, run: RunOptions, *, nu
         vision_batch_size=run.vision_batch_size,
         frames_ahead=run.frames_ahead,
         mm_hidden_size=config.mm.mm_hidden_size if config.mm is not None else None,
+        projector_type=config.mm.mm_projector_type if config.mm is not None else "mlp2x_gelu",
         device=model.device.type,
         num_states=1 if num_questions == 1 else 2,
+        quantize=model.quantization,
     )
 
 

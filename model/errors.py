@@ -29,3 +29,7 @@ class ModelNotDownloadedError(CheckpointError):
 
 class DownloadError(ModelError):
     """`pull` could not fetch a model: no network, an unknown or gated repo, a full disk."""
+
+
+class QuantizationError(ModelError):
+    """A quantisation cannot be applied: its library is missing, or it does not run on the device."""

@@ -6,7 +6,9 @@ shards listed by `model.safetensors.index.json`, or (as some exporters leave the
 transformers' native Jamba naming, through `model/naming.py`'s rename.
 
 Modules are built on the meta device and each tensor is read, cast and placed once, so peak
-memory while loading is the model's size plus one tensor. Every problem is a `CheckpointError`
+memory while loading is the model's size plus one tensor. A quantised load (`model/quantize.py`)
+converts each Linear as soon as its weight is in place and reads the files without a memory map,
+so its peak is the quantised size plus one layer. Every problem is a `CheckpointError`
 naming the file or tensor at fault.
 
 Everything in a checkpoint is untrusted. Before any module is built, `open_checkpoint` reads
@@ -274,8 +276,15 @@ def _entry_shape(file: Path, key: str, entry: object, data_size: int) -> Shape:
     return tuple(shape)
 
 
-def _open_safetensors(file: Path):
+def _open_safetensors(file: Path, *, pread: bool = False):
+    """safetensors' reader of `file`: a memory map, or with `pread` plain reads into buffers of its
+    own (safetensors 0.8's "pread" backend; older versions only map)."""
     try:
+        if pread:
+            try:
+                return safe_open(str(file), framework="pt", backend="pread")
+            except TypeError:  # safetensors before 0.8: no backend argument
+                pass
         return safe_open(str(file), framework="pt")
     except (SafetensorError, OSError) as e:
         raise CheckpointError(
@@ -346,19 +355,25 @@ def load_tensors(
     *,
     dtype: torch.dtype,
     device: torch.device | str,
+    on_module_loaded: Callable[[nn.Module, str], None] | None = None,
 ) -> None:
     """Fill `module` (built on the meta device) from the checkpoint.
 
     rename maps a checkpoint key to a parameter or buffer name of `module`, or None for a key that
-    belongs to another part of the model. Raises CheckpointError naming any tensor that is
-    missing, unexpected or mis-shaped (`check_tensors`), or any file that cannot be read.
+    belongs to another part of the model. on_module_loaded(module, name) is called as soon as
+    every tensor of the submodule `name` is in place (a quantiser converts it there, while the
+    rest still loads); the files are then read with plain reads instead of a memory map, whose
+    pages would stay resident until each file is closed. Raises CheckpointError naming any
+    tensor that is missing, unexpected or mis-shaped (`check_tensors`), or any file that cannot
+    be read.
     """
     targets = dict(module.named_parameters(remove_duplicate=False)) | dict(module.named_buffers())
     tied = _tied_names(module)  # before loading replaces the shared parameter objects
     expected = {name: tuple(t.shape) for name, t in targets.items()}
+    pending = _PendingModules(expected, on_module_loaded)
     loaded = set()
     for file, pairs in check_tensors(checkpoint, rename, expected, tied=tied).items():
-        with _open_safetensors(checkpoint.path / file) as f:
+        with _open_safetensors(checkpoint.path / file, pread=on_module_loaded is not None) as f:
             for key, name in pairs:
                 try:
                     tensor = f.get_tensor(key)
@@ -369,10 +384,31 @@ def load_tensors(
                 if tuple(tensor.shape) != expected[name]:  # the file changed since its header was read
                     raise CheckpointError(f"{checkpoint.path / file}: tensor {key} changed while loading")
                 _assign(module, name, tensor.to(device=device, dtype=dtype))
+                del tensor  # the file's copy, when a cast or a move made another
                 loaded.add(name)
+                pending.done(module, name)
     for alias, source in tied.items():
         if alias not in loaded and source in loaded:
             _assign(module, alias, module.get_parameter(source))
+            pending.done(module, alias)
+
+
+class _PendingModules:
+    """The tensors each submodule still waits for; calls `hook(root, submodule name)` when the last
+    of a submodule's own tensors (not its children's) is in place."""
+
+    def __init__(self, names: Iterable[str], hook: Callable[[nn.Module, str], None] | None) -> None:
+        self.hook = hook
+        self.waiting: dict[str, int] = {}
+        for name in names:
+            owner = name.rpartition(".")[0]
+            self.waiting[owner] = self.waiting.get(owner, 0) + 1
+
+    def done(self, root: nn.Module, name: str) -> None:
+        owner = name.rpartition(".")[0]
+        self.waiting[owner] -= 1
+        if self.waiting[owner] == 0 and self.hook is not None:
+            self.hook(root, owner)
 
 
 def _some(names: Iterable[str], limit: int = 3) -> str:

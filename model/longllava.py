@@ -41,7 +41,9 @@ from model.loading import (
     read_config,
     resolve_dtype,
 )
+from model.module_kinds import PROJECTOR, VISION, module_kind
 from model.projector import build_projector, num_pooled_tokens, pool_features
+from model.quantize import quantizing_hook
 from model.shapes import CLIP_LAYER, clip_tensor_shapes, count_layers, projector_tensor_shapes
 from model.tokenizer import Tokenizer, load_tokenizer
 from model.vision import CHECKPOINT_PREFIX, CLIPVisionTower, encode_in_batches, find_tower_prefix, is_tower_key
@@ -74,6 +76,7 @@ class LongLLaVA(nn.Module):
         self.config = config
         self.tokenizer = tokenizer
         self.name = "LongLLaVA"  # the checkpoint directory's name once loaded
+        self.quantization = "none"  # how `load_model` quantised the weights (model.module_kinds)
         self.lm = JambaLM(config.lm)
         self.vision: CLIPVisionTower | None = None
         self.projector: nn.Module | None = None
@@ -245,6 +248,7 @@ def load_model(
     device: torch.device | str = "cpu",
     dtype: torch.dtype | str | None = None,
     vision_tower: str | Path | None = None,
+    quantize: str = "none",
 ) -> LongLLaVA:
     """Load a LongLLaVA checkpoint directory (or a plain Jamba one, as a text-only model).
 
@@ -265,9 +269,13 @@ def load_model(
     text-only Jamba: `.vision` and `.projector` are None. dtype: float32, bfloat16, float16 or None
     (the checkpoint's `torch_dtype`); every part is loaded in it, on `device`. The configs are
     checked against the safetensors headers before anything is built; each tensor is then read
-    once into its final place: peak memory is about the model's size.
-    Raises CheckpointError (one line: what is missing or wrong, and how to supply it).
+    once into its final place: peak memory is about the model's size. quantize "int8" or "nf4"
+    converts the Linear layers of the kinds `model.module_kinds` marks, each as soon as its weight
+    is read (`model.quantize`), so the peak stays near the quantised size.
+    Raises CheckpointError (one line: what is missing or wrong, and how to supply it), and
+    QuantizationError when the quantisation's library is missing.
     """
+    hook = quantizing_hook(quantize, lambda name: module_kind("lm." + name))  # a missing library fails first
     checkpoint = open_checkpoint(path)
     torch_dtype = resolve_dtype(dtype, checkpoint.config)
     tokenizer = load_tokenizer(checkpoint.path)  # cheap, and a missing file should fail before the weights load
@@ -278,11 +286,14 @@ def load_model(
             f"{config.lm.vocab_size}; the tokenizer belongs to another model"
         )
     model = _build(config, tokenizer, source=checkpoint.path)
-    load_tensors(model.lm, checkpoint, jamba_key_renamer(config.lm), dtype=torch_dtype, device=device)
+    where = dict(dtype=torch_dtype, device=device)
+    load_tensors(model.lm, checkpoint, jamba_key_renamer(config.lm), **where, on_module_loaded=hook)
     if tower is not None:
-        _load_tower(model, tower, dtype=torch_dtype, device=device)  # first: its config may be assumed
-        _load_projector(model, checkpoint, dtype=torch_dtype, device=device)
+        # First the tower: its config may be assumed. Each part is one kind, whatever its names.
+        _load_tower(model, tower, **where, on_module_loaded=quantizing_hook(quantize, lambda _: VISION))
+        _load_projector(model, checkpoint, **where, on_module_loaded=quantizing_hook(quantize, lambda _: PROJECTOR))
     model.name = checkpoint.path.name
+    model.quantization = quantize
     return model.eval().requires_grad_(False)
 
 

@@ -2,7 +2,10 @@
 
     peak = weights + KV cache + Mamba state + vision batch + one prefill chunk + runtime
 
-- weights: parameter count × dtype size (LM, CLIP tower, projector), counted from the configs.
+- weights: parameter count × dtype size (LM, CLIP tower, projector), counted from the configs by
+  module kind (`model.weights`); with int8 or NF4 quantisation the quantised kinds' Linear
+  weights count as those formats store them, and one of them turned back into the activation
+  dtype joins the chunk's activations.
 - KV cache: positions × 2 × KV heads × head dim × attention layers × dtype size; the engine
   preallocates it for prompt + answer, so it is the only term that grows with the frame count.
 - Mamba state: conv context and float32 SSM state per Mamba layer, independent of length.
@@ -24,15 +27,23 @@ Dimension letters: docs/glossary.md.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from model.attention import SCORE_TILE_ELEMENTS
-from model.config import CLIPVisionConfig, JambaConfig, ModelConfig, projector_depth
+from model.config import CLIPVisionConfig, JambaConfig, ModelConfig
 from model.cpu_kernels import kernels_available
 from model.errors import MemoryBudgetError
 from model.scan import SCAN_BLOCK_ELEMENTS
+from model.weights import (
+    DTYPE_BYTES,
+    largest_quantized_linear,
+    lm_weight_groups,
+    model_weight_groups,
+    projector_weight_group,
+    vision_weight_group,
+    weight_bytes_by_kind,
+)
 
-DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 # Text around each video frame with LongLLaVA's tokenizer: `<img>`, `</img>`, `<t>` (docs/format.md, Prompt).
 MARKUP_TOKENS_PER_FRAME = 7
 # Template, separators and a typical question.
@@ -41,6 +52,8 @@ PROMPT_TEXT_TOKENS = 64
 # 259-270 MiB after start-up, VmHWM) plus what glibc keeps of freed activation buffers; calibrated
 # on the tiny test model (1000 frames) and the mid-size benchmark model (benchmarks/RESULTS.md).
 CPU_RUNTIME_BYTES = 300 * 2**20
+# What importing the quantisation library adds to it (measured, torchao 0.18 and bitsandbytes 0.50).
+QUANTIZATION_RUNTIME_BYTES = {"int8": 90 * 2**20, "nf4": 125 * 2**20}
 # Fixed buffers of a prefill: three float32 attention score tiles plus their mask, the scan's two
 # block buffers, and slack for the allocator.
 FIXED_ACTIVATION_BYTES = 3 * 4 * SCORE_TILE_ELEMENTS + SCORE_TILE_ELEMENTS + 2 * 4 * SCAN_BLOCK_ELEMENTS + 40 * 2**20
@@ -59,6 +72,7 @@ class MemoryEstimate:
     vision: int
     chunk: int
     runtime: int
+    weights_by_kind: dict[str, int] = field(default_factory=dict)  # `weights` split by module kind
 
     @property
     def total(self) -> int:
@@ -77,39 +91,16 @@ class MemoryEstimate:
 
 
 def count_lm_parameters(c: JambaConfig) -> int:
-    e, d, n, r, k, f = c.hidden_size, c.d_inner, c.mamba_d_state, c.dt_rank, c.mamba_d_conv, c.intermediate_size
-    mamba = (
-        e * 2 * d
-        + d * k
-        + d * c.mamba_conv_bias
-        + d * (r + 2 * n)
-        + r * d
-        + d
-        + d * n
-        + d
-        + d * e
-        + (r + 2 * n) * c.mamba_inner_layernorms
-        + (2 * d + e) * c.mamba_proj_bias
-    )
-    attention = 2 * e * c.num_attention_heads * c.head_dim + 2 * e * c.kv_heads * c.head_dim
-    total = c.vocab_size * e * (1 if c.tie_word_embeddings else 2) + e
-    for kind, experts in zip(c.layer_types, c.layer_num_experts, strict=True):
-        ffn = 3 * e * f if experts == 1 else experts * (3 * e * f + e)
-        total += 2 * e + ffn + (attention if kind == "attention" else mamba)
-    return total
+    return sum(group.num_parameters for group in lm_weight_groups(c).values())
 
 
 def count_vision_parameters(v: CLIPVisionConfig) -> int:
-    c, c_ff, p = v.hidden_size, v.intermediate_size, v.patch_size
-    embeddings = v.num_channels * p * p * c + c + (v.num_patches + 1) * c
-    layer = 4 * (c * c + c) + 2 * c * c_ff + c_ff + c + 4 * c
-    return embeddings + 4 * c + v.num_hidden_layers * layer
+    return vision_weight_group(v).num_parameters
 
 
 def count_projector_parameters(mm_hidden_size: int, hidden_size: int, projector_type: str = "mlp2x_gelu") -> int:
     """Linear(c, e) then depth - 1 × Linear(e, e), with biases ("linear": depth 1, "mlp{depth}x_gelu")."""
-    depth = projector_depth(projector_type)
-    return mm_hidden_size * hidden_size + hidden_size + (depth - 1) * (hidden_size * hidden_size + hidden_size)
+    return projector_weight_group(mm_hidden_size, hidden_size, projector_type).num_parameters
 
 
 def count_model_parameters(config: ModelConfig) -> int:
@@ -143,21 +134,23 @@ def estimate_memory(
     vision_batch_size: int = 8,
     frames_ahead: int = 16,
     mm_hidden_size: int | None = None,
+    projector_type: str = "mlp2x_gelu",
     device: str = "cuda",
     num_states: int = 1,
+    quantize: str = "none",
 ) -> MemoryEstimate:
     """Predicted peak bytes of one request of `num_tokens` LM positions (prompt + answer).
 
     num_states: copies of the LM's state alive at once. Several questions about the same inputs
     answer each but the last from a fork of the shared prefill (`api.ask`), so 2 are alive while
-    one is answered: the KV cache, the Mamba state and the prefill buffer count twice."""
+    one is answered: the KV cache, the Mamba state and the prefill buffer count twice.
+    quantize: "none", "int8" or "nf4", the weights of the kinds `model.module_kinds` marks as
+    quantised counted as stored that way (`model.weights`)."""
     size = DTYPE_BYTES[dtype]
-    weights = count_lm_parameters(lm)
+    groups = model_weight_groups(lm, vision, mm_hidden_size=mm_hidden_size, projector_type=projector_type)
+    by_kind = weight_bytes_by_kind(groups, dtype=dtype, quantize=quantize, device=device)
     pixels = clip_batch = 0
     if vision is not None:
-        weights += count_vision_parameters(vision) + count_projector_parameters(
-            mm_hidden_size or vision.hidden_size, lm.hidden_size
-        )
         pixels = (vision_batch_size + frames_ahead) * vision.num_channels * vision.image_size**2 * 4
         seq = vision.num_patches + 1
         # Per image: a few [seq, width] hidden states, the MLP's [seq, intermediate] and one
@@ -182,9 +175,10 @@ def estimate_memory(
     unused_rows = prefill_buffer_bytes(lm, chunk_tokens, dtype) - prefill_buffer_bytes(lm, rows, dtype)
     forks = (num_states - 1) * prefill_buffer_bytes(lm, chunk_tokens, dtype)  # each fork copies the buffer
     chunk = rows * per_token + unused_rows + forks + FIXED_ACTIVATION_BYTES + 2 * lm.vocab_size * 4
+    chunk += largest_quantized_linear(groups, quantize) * size  # one weight turned back for its matmul
     vision_bytes = pixels + max(0, clip_batch - chunk)  # the CLIP batch and the chunk take turns
-    runtime = CPU_RUNTIME_BYTES if device == "cpu" else 0
-    return MemoryEstimate(weights * size, kv, mamba_state, vision_bytes, chunk, runtime)
+    runtime = CPU_RUNTIME_BYTES + QUANTIZATION_RUNTIME_BYTES.get(quantize, 0) if device == "cpu" else 0
+    return MemoryEstimate(sum(by_kind.values()), kv, mamba_state, vision_bytes, chunk, runtime, by_kind)
 
 
 def device_memory_bytes(device: str) -> int:
@@ -225,10 +219,12 @@ def check_fits(budget: int, lm: JambaConfig, vision: CLIPVisionConfig | None, *,
     if estimate.total <= budget:
         return
     fits = max_tokens_that_fit(budget, lm, vision, **kwargs)
+    remedies = ["a smaller --chunk-tokens", "a smaller dtype"]
+    remedies += ["--quantize int8"] if kwargs.get("quantize", "none") == "none" else []
     advice = (
-        f"at most {fits} tokens fit: sample fewer frames (--frames), use a smaller --chunk-tokens or a smaller dtype"
+        f"at most {fits} tokens fit: sample fewer frames (--frames), use {', '.join(remedies[:-1])} or {remedies[-1]}"
         if fits
-        else "not even an empty prompt fits: use a smaller --chunk-tokens, a smaller dtype or more memory"
+        else f"not even an empty prompt fits: use {', '.join(remedies)} or more memory"
     )
     raise MemoryBudgetError(
         f"{num_tokens} tokens need {estimate.total / GiB:.1f} GiB (weights {estimate.weights / GiB:.1f}, "

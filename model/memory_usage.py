@@ -9,6 +9,8 @@ peak measures one region of a run (`reset_peak_rss`).
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import resource
 import sys
 from pathlib import Path
@@ -60,6 +62,24 @@ def reset_peak_rss() -> bool:
     except OSError:
         return False
     return True
+
+
+def release_free_memory() -> None:
+    """Hand the heap's free pages back to the system (glibc's `malloc_trim`; a no-op elsewhere).
+    glibc keeps freed memory inside its heap for reuse, and a pattern of large short-lived buffers
+    beside smaller long-lived ones (a float layer freed right after its quantised copy is made)
+    leaves holes too small for the next layer: resident memory would grow by the freed size."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.cache
+def _malloc_trim():
+    try:
+        return ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):  # not glibc
+        return None
 
 
 def peak_memory_bytes(device: torch.device) -> int:

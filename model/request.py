@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from model.module_kinds import NO_QUANTIZATION, check_quantization
 from sampling.options import SamplingOptions
 
 MIN_TEMPERATURE = 0.01
@@ -108,12 +109,17 @@ class ModelSpec:
     `ORG/NAME[@REVISION]` found in the local cache (`model.hub`; a folder that exists wins);
     device "auto": CUDA when available, else the CPU; dtype None: the checkpoint's own
     (`torch_dtype` in config.json); vision_tower: a CLIP folder for checkpoints without the
-    tower's weights."""
+    tower's weights; quantize: "none", or "int8" / "nf4" weight-only quantisation of the
+    attention, MLP and MoE expert Linear layers (`model.module_kinds`)."""
 
     path: Path | str
     device: str = "auto"
     dtype: str | None = None
     vision_tower: Path | None = None
+    quantize: str = NO_QUANTIZATION
+
+    def __post_init__(self) -> None:
+        check_quantization(self.quantize)
 
 
 def _as_strings(paths: str | os.PathLike[str] | tuple | list) -> tuple[str, ...]:

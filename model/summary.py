@@ -31,6 +31,7 @@ from model.memory import (
     recommend_chunk_tokens,
     tokens_for_frames,
 )
+from model.module_kinds import check_quantization
 from sampling.options import MAX_FRAMES
 
 if TYPE_CHECKING:
@@ -191,17 +192,24 @@ def estimate_request(
     chunk_tokens: int,
     max_new_tokens: int,
     device: str,
+    quantize: str = "none",
 ) -> dict[str, Any]:
     """Memory of a request with `num_frames` video frames, whether it fits `budget` bytes, the chunk
     size to use (model.memory's estimate), and the most frames a request can take: the fewest of
     what fits the budget, what fits the model's context (`CheckpointSummary.context_tokens`,
     answer included) and the `--frames` limit (sampling's MAX_FRAMES). `max_frames_limited_by`
     names the one that decides ("memory", "context" or "frames limit"); `max_frames_limits` has all
-    three."""
+    three. quantize: "none", "int8" or "nf4" (`model.module_kinds`); `weights_by_kind` splits the
+    weights' bytes by module kind."""
     tokens_per_image = summary.tokens_per_image or 0
     num_tokens = tokens_for_frames(num_frames, tokens_per_image) + max_new_tokens
+    mm = summary.mm
     common: dict[str, Any] = dict(
-        dtype=dtype, mm_hidden_size=summary.mm.mm_hidden_size if summary.mm else None, device=device
+        dtype=dtype,
+        mm_hidden_size=mm.mm_hidden_size if mm else None,
+        projector_type=mm.mm_projector_type if mm else "mlp2x_gelu",
+        device=device,
+        quantize=check_quantization(quantize),
     )
     estimate = estimate_memory(summary.lm, summary.vision, num_tokens=num_tokens, chunk_tokens=chunk_tokens, **common)
     max_tokens = max_tokens_that_fit(budget, summary.lm, summary.vision, chunk_tokens=chunk_tokens, **common)
@@ -221,11 +229,13 @@ def estimate_request(
         "card": summary.card,
         "device": device,
         "dtype": dtype,
+        "quantize": quantize,
         "num_frames": num_frames,
         "tokens_per_image": tokens_per_image,
         "num_tokens": num_tokens,
         "budget_bytes": budget,
         "memory_bytes": estimate.as_dict(),
+        "weights_by_kind": estimate.weights_by_kind,
         "fits": estimate.total <= budget,
         "within_context": num_tokens <= summary.context_tokens,
         "max_frames": max_frames,
