@@ -28,3 +28,14 @@ def test_estimate_9b_before_download_matches_a_hand_computation(run_cli, offline
     assert data["memory_bytes"]["total"] == pytest.approx(by_hand, rel=0.10)
     assert data["fits"] and data["model"] == "FreedomIntelligence/LongLLaVA-9B"
     assert data["card"].startswith("built-in card, from https://huggingface.co/FreedomIntelligence/LongLLaVA-9B")
+
+
+def test_53b_fits_one_80gb_card_in_int8_before_download(run_cli, offline):
+    args = ["estimate", "--model", "FreedomIntelligence/LongLLaVA-53B-A13B", "--frames", "1000", "--gpu-memory", "80GB"]
+    result = run_cli(*args, "--quantize", "int8", "--json", env=offline)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["fits"] and data["quantize"] == "int8"
+    # 51.9 B parameters: ~45 B in experts, dense MLPs and attention at 1 byte, the rest in bfloat16.
+    assert 50 * GiB < data["memory_bytes"]["weights"] < 56 * GiB
+    assert data["weights_by_kind"]["moe_experts"] > 40 * GiB
