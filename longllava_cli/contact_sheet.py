@@ -23,15 +23,17 @@ import os
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from longllava_cli.failures import OutputPathError
-from sampling import InputPlan, SamplingOptions
 from sampling.errors import display_path
-from sampling.frames import load_tiled_picture
 from sampling.images import load_image
 from sampling.readers import read_video_frames
+
+if TYPE_CHECKING:
+    from sampling import InputPlan, SamplingOptions
 
 LABEL_HEIGHT = 16
 SOFTWARE = "longllava contact sheet"
@@ -129,7 +131,7 @@ def iter_pictures(plans: Sequence[InputPlan], options: SamplingOptions) -> Itera
                 yield Image.fromarray(rgb), format_timestamp(times[index] or 0.0)
         elif plan.kind == "tiled":
             assert plan.grid is not None
-            image = _draw_grid(load_tiled_picture(plan), options.tile_side)
+            image = _draw_grid(load_image(plan.source, fit=plan.scaled_size), options.tile_side)  # as the tiles are cut
             yield image, f"{plan.source.name} {plan.grid[0]}x{plan.grid[1]} tiles"
         else:
             for frame in plan.frames:

@@ -35,7 +35,7 @@ _EXPORTS = {
     "load_language_model": "model.loading",
     "LongLLaVA": "model.longllava",
     "load_model": "model.longllava",
-    "read_model_config": "model.longllava",
+    "read_model_config": "model.model_config",
 }
 
 if TYPE_CHECKING:
@@ -44,7 +44,8 @@ if TYPE_CHECKING:
     from model.errors import CheckpointError, ContextTooLongError, MemoryBudgetError, ModelError
     from model.jamba import JambaLM
     from model.loading import load_language_model
-    from model.longllava import LongLLaVA, load_model, read_model_config
+    from model.longllava import LongLLaVA, load_model
+    from model.model_config import read_model_config
 
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

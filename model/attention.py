@@ -27,14 +27,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from model.buffers import SCORE_TILE_ELEMENTS
 from model.cache import AttentionCache
 from model.config import JambaConfig
 from model.cpu_kernels import MAX_ATTENTION_KEYS, attention_compiled, kernels_available
 from model.dispatch import FLASH_CPU_OP, AttentionPath, choose_attention_path, flash_cpu_available
 
-# Elements of one float32 score tile [b, h, q_block, k_tile]: 8 MB; with its mask and the
-# product with V it is the attention's whole working memory on CPU.
-SCORE_TILE_ELEMENTS = 1 << 21
 _Q_BLOCK = 512
 
 

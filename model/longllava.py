@@ -19,49 +19,37 @@ directory (text only); see its docstring for where the CLIP weights and config m
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from model.config import CLIPVisionConfig, LongLLaVAConfig, ModelConfig
+from model.config import ModelConfig
 from model.errors import CheckpointError, ContextTooLongError
 from model.jamba import JambaLM
 from model.loading import (
     Checkpoint,
-    check_lm_weights,
-    check_tensors,
     empty_weights,
-    jamba_config_of,
     jamba_key_renamer,
     load_tensors,
     open_checkpoint,
-    read_config,
     resolve_dtype,
+)
+from model.model_config import (
+    ASSUMED_CONFIG_HINT,
+    PROJECTOR_PREFIX,
+    TowerSource,
+    keys_under,
+    projector_summary,
+    resolve_configs,
 )
 from model.module_kinds import PROJECTOR, VISION, module_kind
 from model.projector import build_projector, num_pooled_tokens, pool_features
 from model.quantize import quantizing_hook
-from model.shapes import CLIP_LAYER, clip_tensor_shapes, count_layers, projector_tensor_shapes
 from model.tokenizer import Tokenizer, load_tokenizer
-from model.vision import CHECKPOINT_PREFIX, CLIPVisionTower, encode_in_batches, find_tower_prefix, is_tower_key
+from model.vision import CLIPVisionTower, encode_in_batches, is_tower_key
 from sampling.prompt import ImageSlot, PromptError, PromptLayout, TokenizedPrompt, tokenize_layout
-
-PROJECTOR_PREFIX = "model.mm_projector."
-VISION_CONFIG_KEY = "vision_config"  # our extension: a CLIP config dict inside a LongLLaVA config.json
-VISION_TOWER_HINT = "pass --vision-tower DIR or put the CLIP weights in the checkpoint"
-CLIP_MODEL_TYPES = ("clip_vision_model", "clip")
-EMBEDDED_PREFIX = CHECKPOINT_PREFIX + "vision_model."  # of a tower stored in a LongLLaVA checkpoint
-ASSUMED = "assumed"  # `ModelConfig.vision_source` when no CLIP config was found
-_ASSUMED_CONFIG_HINT = (
-    f"config.json has no '{VISION_CONFIG_KEY}', so a CLIP ViT-L/14-336 tower was assumed: add a "
-    f"'{VISION_CONFIG_KEY}' dict with the tower's CLIPVisionConfig keys, set mm_vision_tower to a local CLIP "
-    "folder or pass --vision-tower DIR"
-)
-# model_type values that mark a LongLLaVA (multimodal) config.json even without mm_* keys.
-_MULTIMODAL_MODEL_TYPES = ("llava_jamba", "longllava", "llava_jamba_moe")
 
 Segment = Sequence[int] | ImageSlot
 
@@ -228,20 +216,6 @@ class LongLLaVA(nn.Module):
 # ---------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _TowerSource:
-    """Where the CLIP tower's config and weights come from."""
-
-    config: CLIPVisionConfig
-    source: str  # of the config: "vision_config", a CLIP folder's config.json, or ASSUMED
-    checkpoint: Checkpoint | None  # holding the weights; None for a folder without weights yet
-    prefix: str | None  # of the tower's `vision_model` keys in that checkpoint
-
-    @property
-    def config_assumed(self) -> bool:
-        return self.source == ASSUMED
-
-
 def load_model(
     path: str | Path,
     *,
@@ -279,7 +253,7 @@ def load_model(
     checkpoint = open_checkpoint(path)
     torch_dtype = resolve_dtype(dtype, checkpoint.config)
     tokenizer = load_tokenizer(checkpoint.path)  # cheap, and a missing file should fail before the weights load
-    config, tower = _model_config(checkpoint, vision_tower, need_weights=True)
+    config, tower = resolve_configs(checkpoint, vision_tower, need_weights=True)
     if tokenizer.vocab_size > config.lm.vocab_size:
         raise CheckpointError(
             f"{checkpoint.path / 'tokenizer.json'}: {tokenizer.vocab_size} tokens but the model's vocab_size is "
@@ -297,193 +271,6 @@ def load_model(
     return model.eval().requires_grad_(False)
 
 
-def _is_multimodal(checkpoint: Checkpoint) -> bool:
-    config = checkpoint.config
-    return (
-        config.get("model_type") in _MULTIMODAL_MODEL_TYPES
-        or any(key.startswith("mm_") or key == "resamplePooling" for key in config)
-        or any(key.startswith(PROJECTOR_PREFIX) for key in checkpoint.weight_map)
-    )
-
-
-def _mm_config_of(checkpoint: Checkpoint) -> LongLLaVAConfig:
-    source = checkpoint.path / "config.json"
-    mm = LongLLaVAConfig.from_dict(checkpoint.config, source=str(source))
-    if mm.resamplePooling is None:
-        warnings.warn(
-            f"{source}: no 'resamplePooling'; using '2d' (144 tokens per image at 336 px), which LongLLaVA "
-            "was trained with (upstream used all 576 tokens in this case); add the key to silence this",
-            stacklevel=3,
-        )
-    return mm
-
-
-def _find_tower(
-    checkpoint: Checkpoint, mm: LongLLaVAConfig, vision_tower: str | Path | None, *, need_weights: bool
-) -> _TowerSource:
-    """The tower's source, in the order `load_model` documents; its width must match the projector's
-    input. A checkpoint without weights (need_weights False) gives the tower's config only."""
-    if vision_tower is not None:
-        tower = _separate_tower(
-            Path(vision_tower).expanduser(), named_by="the vision_tower argument", need_weights=need_weights
-        )
-    elif find_tower_prefix(checkpoint.weight_map.keys()) == EMBEDDED_PREFIX:
-        tower = _TowerSource(*_tower_config(checkpoint, mm), checkpoint, EMBEDDED_PREFIX)
-    elif not checkpoint.has_weights:  # planning before a download: the config is all there is
-        tower = _TowerSource(*_tower_config(checkpoint, mm), None, None)
-    elif (local := _local_dir(checkpoint.path, mm.mm_vision_tower)) is not None:
-        tower = _separate_tower(
-            local, named_by=f"mm_vision_tower in {checkpoint.path / 'config.json'}", need_weights=need_weights
-        )
-    else:
-        raise CheckpointError(
-            f"{checkpoint.path}: no CLIP weights ({EMBEDDED_PREFIX}*) and mm_vision_tower "
-            f"{mm.mm_vision_tower!r} is not a local directory; {VISION_TOWER_HINT}"
-        )
-    if tower.config.hidden_size != mm.mm_hidden_size:
-        fix = _ASSUMED_CONFIG_HINT if tower.config_assumed else "use the CLIP this LongLLaVA was trained with"
-        where = tower.checkpoint.path if tower.checkpoint is not None else tower.source
-        where = checkpoint.path if tower.config_assumed else where
-        raise CheckpointError(
-            f"{where}: the CLIP tower is {tower.config.hidden_size} wide but mm_hidden_size in "
-            f"{checkpoint.path / 'config.json'} is {mm.mm_hidden_size}; {fix}"
-        )
-    return tower
-
-
-def _local_dir(root: Path, name: str | None) -> Path | None:
-    """`name` as an existing directory: absolute, else relative to the checkpoint directory, else
-    to the working directory. None for a hub id such as "openai/clip-vit-large-patch14-336"."""
-    if not name:
-        return None
-    try:
-        candidate = Path(name).expanduser()
-        for path in (candidate,) if candidate.is_absolute() else (root / candidate, candidate):
-            if path.is_dir():
-                return path
-    except (OSError, ValueError, RuntimeError):  # a NUL byte, an unknown ~user, a name too long
-        return None
-    return None
-
-
-def _tower_config(checkpoint: Checkpoint, mm: LongLLaVAConfig) -> tuple[CLIPVisionConfig, str]:
-    """(config, source) of a tower whose weights are (or will be) in the checkpoint itself:
-    config.json's `vision_config`, else a local `mm_vision_tower` folder's config.json, else
-    the ViT-L/14-336 defaults (source ASSUMED)."""
-    source = str(checkpoint.path / "config.json")
-    data = checkpoint.config.get(VISION_CONFIG_KEY)
-    if data is not None:
-        if not isinstance(data, dict):
-            raise CheckpointError(f"{source}: '{VISION_CONFIG_KEY}' must be a JSON object of CLIPVisionConfig keys")
-        return CLIPVisionConfig.from_dict(data, source=f"{source} ({VISION_CONFIG_KEY})"), VISION_CONFIG_KEY
-    local = _local_dir(checkpoint.path, mm.mm_vision_tower)
-    if local is None:
-        return CLIPVisionConfig(), ASSUMED
-    return _clip_config(local, read_config(local), named_by=f"mm_vision_tower in {source}")
-
-
-def _clip_config(root: Path, data: dict, *, named_by: str) -> tuple[CLIPVisionConfig, str]:
-    """(config, source) from a CLIP folder's config.json `data` (CLIPVisionModel or CLIPModel)."""
-    source = str(root / "config.json")
-    model_type = data.get("model_type")
-    if model_type is not None and model_type not in CLIP_MODEL_TYPES:
-        raise CheckpointError(
-            f"{source}: model_type {model_type!r} is not a CLIP model (expected one of {', '.join(CLIP_MODEL_TYPES)}); "
-            f"{named_by} must name a CLIP directory"
-        )
-    return CLIPVisionConfig.from_dict(data, source=source), source
-
-
-def _separate_tower(path: Path, *, named_by: str, need_weights: bool) -> _TowerSource:
-    """A CLIP directory as transformers' CLIPVisionModel / CLIPModel `save_pretrained` writes it
-    (its config.json alone when need_weights is False and it has no weights)."""
-    try:
-        checkpoint = open_checkpoint(path, require_weights=need_weights)
-    except CheckpointError as e:
-        raise CheckpointError(f"CLIP vision tower named by {named_by}: {e}") from e
-    config, source = _clip_config(checkpoint.path, checkpoint.config, named_by=named_by)
-    if not checkpoint.has_weights:
-        return _TowerSource(config, source, None, None)
-    prefix = find_tower_prefix(checkpoint.weight_map.keys())
-    if prefix is None:
-        raise CheckpointError(f"{checkpoint.path}: no CLIP vision weights (vision_model.*) in its safetensors files")
-    return _TowerSource(config, source, checkpoint, prefix)
-
-
-def read_model_config(path: str | Path, *, vision_tower: str | Path | None = None) -> ModelConfig:
-    """What `load_model` would build (LM, multimodal keys, CLIP tower configs) from config files
-    and safetensors headers alone, no weight read, nothing built: for `longllava info`,
-    `estimate`, `frames`. Works on a folder with config.json and no weights yet (the tower's
-    config then comes from `vision_config`, a local `mm_vision_tower` folder's config.json, or
-    the ViT-L/14-336 defaults: `vision_source` says which). Where there are weights, their
-    headers are checked against the configs. Raises CheckpointError as `load_model` does."""
-    return _model_config(open_checkpoint(path, require_weights=False), vision_tower, need_weights=False)[0]
-
-
-def model_config_of(checkpoint: Checkpoint) -> ModelConfig:
-    """The configs of an opened checkpoint (or of a built-in card's virtual one: no weights), as
-    `read_model_config` checks them."""
-    return _model_config(checkpoint, None, need_weights=False)[0]
-
-
-def _model_config(
-    checkpoint: Checkpoint, vision_tower: str | Path | None, *, need_weights: bool
-) -> tuple[ModelConfig, _TowerSource | None]:
-    """The configs, checked against every safetensors header there is, before anything is built."""
-    lm_config = jamba_config_of(checkpoint)
-    if checkpoint.has_weights:
-        check_lm_weights(checkpoint, lm_config)
-    if not _is_multimodal(checkpoint):
-        if vision_tower is not None:
-            raise CheckpointError(
-                f"{checkpoint.path}: a text-only Jamba checkpoint (no mm_* keys, no projector); "
-                "a vision tower needs a LongLLaVA checkpoint"
-            )
-        return ModelConfig(lm=lm_config), None
-    mm_config = _mm_config_of(checkpoint)
-    tower = _find_tower(checkpoint, mm_config, vision_tower, need_weights=need_weights)
-    try:
-        config = ModelConfig(lm=lm_config, mm=mm_config, vision=tower.config, vision_source=tower.source)
-    except ValueError as e:
-        raise CheckpointError(f"{checkpoint.path / 'config.json'}: {e}") from e
-    if tower.checkpoint is not None:
-        _check_tower_weights(tower)
-    if checkpoint.has_weights:
-        _check_projector_weights(checkpoint, mm_config, lm_config.hidden_size)
-    return config, tower
-
-
-def _check_tower_weights(tower: _TowerSource) -> None:
-    """The tower's headers against its config: the layer count first, then every name and shape."""
-    assert tower.checkpoint is not None and tower.prefix is not None
-    prefix, config = tower.prefix, tower.config
-    hint = f"; {_ASSUMED_CONFIG_HINT}" if tower.config_assumed else ""
-    names = [key[len(prefix) :] for key in tower.checkpoint.weight_map if is_tower_key(key, prefix)]
-    found = count_layers(names, CLIP_LAYER)
-    if found != config.num_hidden_layers:
-        raise CheckpointError(
-            f"{tower.checkpoint.path}: the CLIP weights hold {found} layers but its config "
-            f"({tower.source}) says num_hidden_layers {config.num_hidden_layers}{hint}"
-        )
-    expected = {prefix + name: shape for name, shape in clip_tensor_shapes(config).items()}
-    try:
-        check_tensors(tower.checkpoint, lambda key: key if is_tower_key(key, prefix) else None, expected)
-    except CheckpointError as e:
-        raise CheckpointError(f"{e}{hint}") from e
-
-
-def _check_projector_weights(checkpoint: Checkpoint, mm: LongLLaVAConfig, hidden_size: int) -> None:
-    shapes = projector_tensor_shapes(mm.mm_projector_type, mm.mm_hidden_size, hidden_size)
-    try:
-        check_tensors(checkpoint, _keys_under(PROJECTOR_PREFIX), {PROJECTOR_PREFIX + k: v for k, v in shapes.items()})
-    except CheckpointError as e:
-        raise CheckpointError(f"{e} ({_projector_summary(mm, hidden_size)})") from e
-
-
-def _projector_summary(mm: LongLLaVAConfig, hidden_size: int) -> str:
-    return f"projector {mm.mm_projector_type}: mm_hidden_size {mm.mm_hidden_size} -> hidden_size {hidden_size}"
-
-
 def _build(config: ModelConfig, tokenizer: Tokenizer, *, source: Path) -> LongLLaVA:
     """The model on the meta device (no memory), ready for `load_tensors`."""
     try:
@@ -496,12 +283,12 @@ def _build(config: ModelConfig, tokenizer: Tokenizer, *, source: Path) -> LongLL
 def _load_projector(model: LongLLaVA, checkpoint: Checkpoint, **where) -> None:
     assert model.projector is not None and model.config.mm is not None
     try:
-        load_tensors(_mounted(model.projector, PROJECTOR_PREFIX), checkpoint, _keys_under(PROJECTOR_PREFIX), **where)
+        load_tensors(_mounted(model.projector, PROJECTOR_PREFIX), checkpoint, keys_under(PROJECTOR_PREFIX), **where)
     except CheckpointError as e:
-        raise CheckpointError(f"{e} ({_projector_summary(model.config.mm, model.config.lm.hidden_size)})") from e
+        raise CheckpointError(f"{e} ({projector_summary(model.config.mm, model.config.lm.hidden_size)})") from e
 
 
-def _load_tower(model: LongLLaVA, tower: _TowerSource, **where) -> None:
+def _load_tower(model: LongLLaVA, tower: TowerSource, **where) -> None:
     assert model.vision is not None and tower.checkpoint is not None and tower.prefix is not None
     module = _mounted(model.vision.vision_model, tower.prefix)
     try:
@@ -509,7 +296,7 @@ def _load_tower(model: LongLLaVA, tower: _TowerSource, **where) -> None:
     except CheckpointError as e:
         if not tower.config_assumed:
             raise
-        raise CheckpointError(f"{e}; {_ASSUMED_CONFIG_HINT}") from e
+        raise CheckpointError(f"{e}; {ASSUMED_CONFIG_HINT}") from e
 
 
 def _mounted(module: nn.Module, prefix: str) -> nn.Module:
@@ -522,5 +309,3 @@ def _mounted(module: nn.Module, prefix: str) -> nn.Module:
     return module
 
 
-def _keys_under(prefix: str) -> Callable[[str], str | None]:
-    return lambda key: key if key.startswith(prefix) else None

@@ -29,11 +29,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from model.attention import SCORE_TILE_ELEMENTS
+from model.buffers import SCAN_BLOCK_ELEMENTS, SCORE_TILE_ELEMENTS
 from model.config import CLIPVisionConfig, JambaConfig, ModelConfig
-from model.cpu_kernels import kernels_available
 from model.errors import MemoryBudgetError
-from model.scan import SCAN_BLOCK_ELEMENTS
 from model.weights import (
     DTYPE_BYTES,
     largest_quantized_linear,
@@ -167,7 +165,7 @@ def estimate_memory(
     # time-major copies and silu(z) (~7 × d_inner; ~5 where the compiled CPU kernels fuse them,
     # model.cpu_kernels); the FFN's two [f] tensors (silu and product run in place); residual-stream
     # copies and the embedding buffer itself.
-    mixer = 5 if device == "cpu" and kernels_available() else 7
+    mixer = 5 if device == "cpu" and _cpu_kernels_available() else 7
     per_token = mixer * lm.d_inner * 4 + 2 * lm.intermediate_size * size + 6 * lm.hidden_size * 4
     rows = min(chunk_tokens, num_tokens)  # positions one prefill chunk actually runs
     # per_token counts the rows of the embedding buffer a chunk fills; the engine preallocates all
@@ -231,3 +229,11 @@ def check_fits(budget: int, lm: JambaConfig, vision: CLIPVisionConfig | None, *,
         f"KV cache {estimate.kv_cache / GiB:.1f}, prefill chunk {estimate.chunk / GiB:.1f}) but the budget is "
         f"{budget / GiB:.1f} GiB; {advice}"
     )
+
+
+def _cpu_kernels_available() -> bool:
+    """Whether the compiled CPU kernels run the mixer here (imported only for a CPU estimate: the
+    kernels' module loads torch)."""
+    from model.cpu_kernels import kernels_available
+
+    return kernels_available()

@@ -28,20 +28,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from model.shapes import grid_side, num_pooled_tokens  # re-exported: tokens per image, without torch
+
 POOLINGS = ("2d", "1d", "none")
 _MLP_GELU = re.compile(r"^mlp(\d+)x_gelu$")
-
-
-def num_pooled_tokens(num_tokens: int, pooling: str) -> int:
-    """Tokens per image after `pooling` of `num_tokens` CLIP tokens (576 -> 144 for "2d" and "1d")."""
-    if pooling == "2d":
-        P = _grid_side(num_tokens)
-        return math.ceil(P / 2) ** 2
-    if pooling == "1d":
-        return max(1, num_tokens // 4)
-    if pooling == "none":
-        return num_tokens
-    raise ValueError(f"resamplePooling {pooling!r} is not one of {POOLINGS}")
 
 
 def pool_features(features: torch.Tensor, pooling: str) -> torch.Tensor:
@@ -56,7 +46,7 @@ def pool_features(features: torch.Tensor, pooling: str) -> torch.Tensor:
         return pooled.transpose(1, 2)
     if pooling != "2d":
         raise ValueError(f"resamplePooling {pooling!r} is not one of {POOLINGS}")
-    P = _grid_side(N)
+    P = grid_side(N)
     grid = features.transpose(1, 2).reshape(b, c, P, P)  # token row*P + col -> grid[..., row, col]
     if P % 2 == 0:
         grid = F.avg_pool2d(grid, kernel_size=2)
@@ -64,16 +54,6 @@ def pool_features(features: torch.Tensor, pooling: str) -> torch.Tensor:
         out = math.ceil(P / 2)
         grid = F.interpolate(grid, size=(out, out), mode="bilinear", align_corners=False)
     return grid.flatten(2).transpose(1, 2)
-
-
-def _grid_side(num_tokens: int) -> int:
-    P = math.isqrt(num_tokens)
-    if num_tokens != P * P:
-        raise ValueError(
-            f'"2d" pooling needs a square patch grid, got {num_tokens} tokens '
-            '(mm_vision_select_feature "cls_patch" adds CLS; use "patch")'
-        )
-    return P
 
 
 def build_projector(projector_type: str, mm_hidden_size: int, hidden_size: int) -> nn.Module:

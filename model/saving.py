@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
-from model.loading import INDEX_FILE, SINGLE_FILE
+from model.checkpoint_files import INDEX_FILE, SINGLE_FILE
 
 # safetensors metadata that marks PyTorch tensors, as transformers writes it.
 _METADATA = {"format": "pt"}

@@ -14,10 +14,11 @@ No torch import: `longllava info` and `estimate` use this without loading a mode
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable
 
-from model.config import CLIPVisionConfig, JambaConfig, projector_depth
+from model.config import POOLINGS, CLIPVisionConfig, JambaConfig, projector_depth
 
 Shapes = dict[str, tuple[int, ...]]
 # The LM head shares the embedding's tensor when `tie_word_embeddings`: (alias, source).
@@ -117,3 +118,26 @@ def count_layers(names: Iterable[str], pattern: re.Pattern[str]) -> int:
     """Layers the tensor `names` hold: 1 + the largest index `pattern` captures (0 if none)."""
     indices = [int(m.group(1)) for name in names if (m := pattern.match(name))]
     return max(indices) + 1 if indices else 0
+
+
+def num_pooled_tokens(num_tokens: int, pooling: str) -> int:
+    """Tokens per image after `pooling` of `num_tokens` CLIP tokens (576 -> 144 for "2d" and "1d")."""
+    if pooling == "2d":
+        P = grid_side(num_tokens)
+        return math.ceil(P / 2) ** 2
+    if pooling == "1d":
+        return max(1, num_tokens // 4)
+    if pooling == "none":
+        return num_tokens
+    raise ValueError(f"resamplePooling {pooling!r} is not one of {POOLINGS}")
+
+
+def grid_side(num_tokens: int) -> int:
+    """Patches per side P of a square grid of `num_tokens` patch tokens; ValueError otherwise."""
+    P = math.isqrt(num_tokens)
+    if num_tokens != P * P:
+        raise ValueError(
+            f'"2d" pooling needs a square patch grid, got {num_tokens} tokens '
+            '(mm_vision_select_feature "cls_patch" adds CLS; use "patch")'
+        )
+    return P

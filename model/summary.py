@@ -77,7 +77,7 @@ class CheckpointSummary:
     def tokens_per_image(self) -> int | None:
         if self.vision is None or self.mm is None:
             return None
-        from model.projector import num_pooled_tokens
+        from model.shapes import num_pooled_tokens
 
         num_tokens = self.vision.num_patches + (self.mm.mm_vision_select_feature == "cls_patch")
         return num_pooled_tokens(num_tokens, self.mm.pooling)
@@ -130,10 +130,10 @@ def summarize_checkpoint(path: str | Path, *, vision_tower: Path | None = None) 
     "absent"). Raises CheckpointError as `model.load_model` would for a malformed checkpoint,
     including configs that do not describe the weights' headers."""
     from model.cards import card_for
+    from model.checkpoint_files import open_checkpoint
     from model.hub import find_model
-    from model.loading import open_checkpoint
-    from model.longllava import read_model_config
     from model.memory import count_model_parameters
+    from model.model_config import read_model_config
 
     location = find_model(path)
     card = card_for(location.repo_id) if location.is_repo and not location.is_downloaded else None
@@ -156,9 +156,9 @@ def summarize_checkpoint(path: str | Path, *, vision_tower: Path | None = None) 
 def summarize_card(card: ModelCard) -> CheckpointSummary:
     """The summary of a released model from its built-in card (`model.cards`), nothing downloaded:
     the configs are checked as a config.json would be, parameters counted from them."""
-    from model.loading import Checkpoint
-    from model.longllava import model_config_of
+    from model.checkpoint_files import Checkpoint
     from model.memory import count_model_parameters
+    from model.model_config import model_config_of
 
     virtual = Checkpoint(Path(card.repo_id), dict(card.config), weight_map={})
     config = model_config_of(virtual)
@@ -178,7 +178,7 @@ def summarize_card(card: ModelCard) -> CheckpointSummary:
 
 def count_parameters(file: Path) -> int:
     """Elements of every tensor in a safetensors file, from its (checked) JSON header alone."""
-    from model.loading import read_safetensors_header
+    from model.checkpoint_files import read_safetensors_header
 
     return sum(math.prod(shape) for shape in read_safetensors_header(file).values())
 

@@ -21,8 +21,8 @@ from typing import Any
 
 from tokenizers import Tokenizer as HFTokenizer
 
+from model.checkpoint_files import JSON_LIMIT, checkpoint_file
 from model.errors import CheckpointError
-from model.loading import JSON_LIMIT, checkpoint_file
 
 TOKENIZER_FILE = "tokenizer.json"
 # Files that may name the special tokens, most authoritative first.

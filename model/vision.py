@@ -5,7 +5,7 @@ Dimension letters: docs/glossary.md.
 Module and parameter names equal transformers' `CLIPVisionModel` state-dict keys
 (`vision_model.embeddings.patch_embedding.weight`, `vision_model.pre_layrnorm.*` [sic],
 `vision_model.encoder.layers.{i}.self_attn.q_proj.*`, ...), so a CLIP checkpoint loads by name;
-inside a LongLLaVA checkpoint the same keys sit under `CHECKPOINT_PREFIX`.
+inside a LongLLaVA checkpoint the same keys sit under `model.tower_keys.CHECKPOINT_PREFIX`.
 
 LongLLaVA reads `hidden_states[mm_vision_select_layer]` (default -2, the penultimate layer) and
 drops CLS (`mm_vision_select_feature "patch"`), see upstream
@@ -16,21 +16,15 @@ no other hidden states. Source: Radford et al. 2021; transformers `models/clip/m
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from model.config import CLIPVisionConfig
+from model.tower_keys import find_tower_prefix, is_tower_key
 
-# Where LongLLaVA checkpoints store the tower's `vision_model.*` keys.
-CHECKPOINT_PREFIX = "model.vision_tower.vision_tower."
-# Prefixes of the tower's keys in files we read, most specific first: a LongLLaVA checkpoint; a
-# CLIPModel / older CLIPVisionModel file (openai/clip-vit-large-patch14-336); transformers >= 5
-# `CLIPVisionModel.save_pretrained`, which writes the keys bare (`embeddings.class_embedding`).
-_TOWER_PREFIXES = (CHECKPOINT_PREFIX + "vision_model.", "vision_model.", "")
-_TOWER_PARTS = ("embeddings.", "pre_layrnorm.", "encoder.", "post_layernorm.")
 SELECT_FEATURES = ("patch", "cls_patch")
 
 
@@ -186,18 +180,6 @@ class CLIPVisionTower(nn.Module):
             )
         x = self.vision_model(pixel_values.to(device=weight.device, dtype=weight.dtype), num_layers=self.num_layers)
         return x[:, 1:] if self.select_feature == "patch" else x
-
-
-def find_tower_prefix(keys: Collection[str]) -> str | None:
-    """The prefix (one of `_TOWER_PREFIXES`) under which a checkpoint's tensor names `keys` hold a
-    CLIP tower's `vision_model` tensors, recognised by the CLS embedding's key; None if none."""
-    return next((prefix for prefix in _TOWER_PREFIXES if prefix + "embeddings.class_embedding" in keys), None)
-
-
-def is_tower_key(key: str, prefix: str) -> bool:
-    """Whether checkpoint key `key` is one of the tower's tensors stored under `prefix`; False for
-    transformers' `position_ids` buffer, which we compute, and for anything else in the file."""
-    return key.startswith(tuple(prefix + part for part in _TOWER_PARTS)) and not key.endswith("position_ids")
 
 
 def select_tower_weights(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

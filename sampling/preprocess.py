@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -45,11 +45,17 @@ def pad_to_square(image: Image.Image, color: tuple[int, int, int] = PAD_COLOR) -
     return canvas
 
 
+if TYPE_CHECKING:
+    import torch
+
+
 def normalize(pixels: np.ndarray) -> torch.Tensor:
     """uint8 [height, width, 3] RGB → float32 [3, height, width], scaled to 0..1 then CLIP-normalised."""
     out = np.empty((3, *pixels.shape[:2]), dtype=np.float32)
     for channel in range(3):
         np.take(_NORMALIZED[channel], pixels[:, :, channel], out=out[channel])
+    import torch  # here, not at the top: planning (`longllava frames`) never needs it
+
     return torch.from_numpy(out)
 
 

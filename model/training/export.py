@@ -12,9 +12,9 @@ import torch
 from model.longllava import PROJECTOR_PREFIX, LongLLaVA
 from model.naming import dense_layers, to_ai21
 from model.saving import write_checkpoint
+from model.tower_keys import CHECKPOINT_PREFIX as TOWER_PREFIX
 from model.training.architecture import checkpoint_config
 from model.training.tokenizer import TOKENIZER_FILES
-from model.vision import CHECKPOINT_PREFIX as TOWER_PREFIX
 
 
 def checkpoint_tensors(model: LongLLaVA) -> dict[str, torch.Tensor]:

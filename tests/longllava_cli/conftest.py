@@ -8,6 +8,7 @@ import dataclasses
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -180,7 +181,10 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> FakeLibrary:
 
 @pytest.fixture(scope="session")
 def longllava_exe() -> str:
-    exe = shutil.which("longllava")
+    """The installed console script: the one beside this Python (a version manager's shim on PATH
+    would add its own start-up to every run), else the one on PATH."""
+    beside = Path(sys.executable).with_name("longllava")
+    exe = str(beside) if beside.is_file() and os.access(beside, os.X_OK) else shutil.which("longllava")
     if exe is None:
         pytest.skip("the `longllava` entry point is not installed (pip install -e .)")
     return exe

@@ -10,7 +10,8 @@ import torch
 from safetensors.torch import load_file
 
 from model.config import CLIPVisionConfig
-from model.vision import CHECKPOINT_PREFIX, CLIPVisionTower, encode_in_batches, select_tower_weights
+from model.tower_keys import CHECKPOINT_PREFIX
+from model.vision import CLIPVisionTower, encode_in_batches, select_tower_weights
 
 transformers = pytest.importorskip("transformers")
 
