@@ -1,4 +1,4 @@
-"""The `longllava` command line: ask, caption, frames, info, estimate, pull, models.
+"""The `longllava` command line: ask, caption, frames, info, estimate, pull, models, cache.
 
 Each command parses its options (Typer, the shared aliases of `options.py`), builds the library's
 request objects from them (`build.py`: precedence of flags over the config file, usage errors),
@@ -22,6 +22,7 @@ from longllava_cli import build, output
 from longllava_cli.clickcompat import Context, UsageError
 from longllava_cli.errors import exit_with_code, report_errors
 from longllava_cli.options import (
+    DEFAULT_CACHE_SIZE,
     DEFAULT_CAPTION_PROMPT,
     DEFAULT_CHUNK_TOKENS,
     DEFAULT_FRAMES,
@@ -31,6 +32,9 @@ from longllava_cli.options import (
     OUTPUT_PANEL,
     Backend,
     BackendOption,
+    CacheDirOption,
+    CacheOption,
+    CacheSizeOption,
     ChunkTokensOption,
     ConfigOption,
     DeviceOption,
@@ -166,6 +170,9 @@ def ask(
     quantize: QuantizeOption = Quantize.none,
     chunk_tokens: ChunkTokensOption = DEFAULT_CHUNK_TOKENS,
     memory_budget: MemoryBudgetOption = None,
+    cache: CacheOption = True,
+    cache_dir: CacheDirOption = None,
+    cache_size: CacheSizeOption = DEFAULT_CACHE_SIZE,
     frames: FramesOption = DEFAULT_FRAMES,
     fps: FpsOption = None,
     max_frames: MaxFramesOption = MAX_FRAMES,
@@ -448,6 +455,50 @@ def models(json: JsonOption = False, verbose: VerboseOption = 0, quiet: QuietOpt
 
     require_stdout()
     show_models(json=json)
+
+
+cache_app = typer.Typer(
+    name="cache",
+    help="The saved states of `ask`: list them, or delete them.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+)
+app.add_typer(cache_app)
+
+
+@cache_app.command("ls")
+def cache_ls(
+    cache_dir: CacheDirOption = None,
+    json: JsonOption = False,
+    verbose: VerboseOption = 0,
+    quiet: QuietOption = False,
+    config: ConfigOption = None,
+) -> None:
+    """The saved states, most recently used first: key, size, last use, model and inputs.
+
+    [dim]longllava cache ls[/dim]
+    """
+    from longllava_cli.cache_listing import show_states
+
+    require_stdout()
+    show_states(build.state_dir(cache_dir), json=json)
+
+
+@cache_app.command("clear")
+def cache_clear(
+    cache_dir: CacheDirOption = None,
+    verbose: VerboseOption = 0,
+    quiet: QuietOption = False,
+    config: ConfigOption = None,
+) -> None:
+    """Delete every saved state (only files the cache wrote: anything else in the folder stays).
+
+    [dim]longllava cache clear --cache-dir /data/states[/dim]
+    """
+    from longllava_cli.cache_listing import clear_states
+
+    require_stdout()
+    clear_states(build.state_dir(cache_dir))
 
 
 def _check_paths_exist(paths: tuple[str, ...]) -> None:

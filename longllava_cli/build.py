@@ -86,12 +86,26 @@ def generation_options(ctx: Context) -> GenerationOptions:
 
 
 def run_options(ctx: Context) -> RunOptions:
-    """Chunking and the memory budget: --memory-budget, else the memory of the model's device."""
+    """Chunking, the memory budget (--memory-budget, else the memory of the model's device) and the
+    state cache (on for commands that have --cache, in --cache-dir or the user cache folder)."""
     from model.request import DEVICE_MEMORY, RunOptions
 
     size = ctx.params.get("memory_budget")
     budget = parse_size_option(size, "--memory-budget") if size else DEVICE_MEMORY
-    return _checked(RunOptions, {"chunk_tokens": ctx.params["chunk_tokens"], "memory_budget": budget})
+    fields = {"chunk_tokens": ctx.params["chunk_tokens"], "memory_budget": budget}
+    if ctx.params.get("cache"):
+        fields["cache_dir"] = state_dir(ctx.params.get("cache_dir"))
+        fields["cache_size"] = parse_size_option(ctx.params["cache_size"], "--cache-size")
+    return _checked(RunOptions, fields)
+
+
+def state_dir(cache_dir: Path | str | None) -> Path:
+    """--cache-dir (`~` expanded), else `$XDG_CACHE_HOME/longllava/states`."""
+    if cache_dir is not None:
+        return Path(cache_dir).expanduser()
+    from model.state_store import default_state_dir
+
+    return default_state_dir()
 
 
 def ask_request(ctx: Context, inputs: list[str], questions: list[str], *, image_size: int | None = None) -> AskRequest:

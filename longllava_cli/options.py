@@ -148,6 +148,40 @@ MemoryBudgetOption = Annotated[
     ),
 ]
 
+# --- the state cache ---------------------------------------------------------------------------
+CACHE_PANEL = "State cache"
+DEFAULT_CACHE_SIZE = "20GB"  # model.request.DEFAULT_CACHE_SIZE, 20 GiB
+CacheOption = Annotated[
+    bool,
+    typer.Option(
+        "--cache/--no-cache",
+        rich_help_panel=CACHE_PANEL,
+        help="Save the state after the inputs, and load it when a later question has the same inputs, model and "
+        "settings (no decoding, encoding or prefill). The answer is the same either way.",
+    ),
+]
+CacheDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--cache-dir",
+        metavar="DIR",
+        file_okay=False,
+        show_default=False,
+        rich_help_panel=CACHE_PANEL,
+        help="Folder of saved states. Default: $XDG_CACHE_HOME/longllava/states (~/.cache/longllava/states).",
+    ),
+]
+CacheSizeOption = Annotated[
+    str,
+    typer.Option(
+        "--cache-size",
+        metavar="SIZE",
+        rich_help_panel=CACHE_PANEL,
+        help="Most disk the saved states may take (e.g. 20GB, 500MB; binary units); the least recently used "
+        "go first.",
+    ),
+]
+
 # --- sampling ---------------------------------------------------------------------------------
 FramesOption = Annotated[
     int,

@@ -85,6 +85,7 @@ class SharedPrefill:
     frames: list[FrameInfo]  # what was fed, in order (metadata only: pixels are never kept)
     decode_seconds: float
     vision_seconds: float
+    cache_seconds: float = 0.0  # the state cache's own work: keying, then loading or saving
 
 
 def ask(
@@ -108,7 +109,13 @@ def ask(
     model.check_context(capacity)
     if request.run.memory_budget is not None:
         check_request_fits(model, capacity, request.run, num_questions=len(planned.questions))
-    shared = prefill_shared(model, planned, request.run, capacity=capacity, on_progress=on_progress)
+    # Imported here: model.shared_state builds on this module's prefill_shared.
+    from model.shared_state import shared_state
+    from model.state_store import StateStore
+
+    run = request.run
+    store = StateStore(run.cache_dir, run.cache_size) if run.cache_dir is not None else None
+    shared, cache = shared_state(model, planned, run, capacity=capacity, store=store, on_progress=on_progress)
     shared_seconds = shared.prefill.seconds
     answers, seconds = _answer_each(model, planned, shared, request.generation, on_text, on_progress)
     timings = {
@@ -116,6 +123,7 @@ def ask(
         "vision": shared.vision_seconds,
         "prefill": shared_seconds + seconds["prefill"],
         "generate": seconds["generate"],
+        "cache": shared.cache_seconds,
         "total": time.perf_counter() - started,
     }
     return AskResult(
@@ -126,6 +134,7 @@ def ask(
         num_visual_tokens=planned.num_visual_tokens,
         timings=timings,
         peak_memory_bytes=peak_memory_bytes(model.device),
+        cache=cache,
     )
 
 

@@ -33,3 +33,8 @@ class DownloadError(ModelError):
 
 class QuantizationError(ModelError):
     """A quantisation cannot be applied: its library is missing, or it does not run on the device."""
+
+
+class StateCacheWarning(UserWarning):
+    """The state cache could not use or keep a saved state (damaged, foreign, unwritable): the
+    answer is computed afresh and is the same; the message is one line naming the file."""

@@ -65,6 +65,9 @@ class LongLLaVA(nn.Module):
         self.tokenizer = tokenizer
         self.name = "LongLLaVA"  # the checkpoint directory's name once loaded
         self.quantization = "none"  # how `load_model` quantised the weights (model.module_kinds)
+        # The folders `load_model` read the weights from (the checkpoint, a separate CLIP folder);
+        # the state cache keys on their files (model.model_identity). Empty for a model built in memory.
+        self.sources: tuple[Path, ...] = ()
         self.lm = JambaLM(config.lm)
         self.vision: CLIPVisionTower | None = None
         self.projector: nn.Module | None = None
@@ -268,6 +271,8 @@ def load_model(
         _load_projector(model, checkpoint, **where, on_module_loaded=quantizing_hook(quantize, lambda _: PROJECTOR))
     model.name = checkpoint.path.name
     model.quantization = quantize
+    towers = (tower.checkpoint.path,) if tower is not None and tower.checkpoint is not None else ()
+    model.sources = tuple(dict.fromkeys((checkpoint.path, *towers)))
     return model.eval().requires_grad_(False)
 
 

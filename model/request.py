@@ -28,6 +28,8 @@ MAX_TEMPERATURE = 100.0
 MAX_SEED = 2**64 - 1
 # The memory budget "device": the memory of the device the model runs on (the CUDA device's, else RAM).
 DEVICE_MEMORY = "device"
+# The state cache's default size cap: 20 GiB (model.state_store.DEFAULT_MAX_BYTES).
+DEFAULT_CACHE_SIZE = 20 * 2**30
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -67,18 +69,28 @@ class RunOptions:
     buffered ahead of the model; show_timestamps: write each frame's time into the prompt (the
     released models were not trained with it); memory_budget: fail early (MemoryBudgetError)
     when the memory model predicts more than this many bytes, "device" for the memory of the
-    device the model runs on, None for no check."""
+    device the model runs on, None for no check. cache_dir: the state cache's folder
+    (`model.state_store`; the CLI's default is `~/.cache/longllava/states`): the state after the
+    inputs is saved there and loaded by a later request with the same shared part; None (the
+    library's default) turns it off. cache_size: the most bytes of states kept there, least
+    recently used ones evicted past it."""
 
     chunk_tokens: int = 2048
     vision_batch_size: int = 8
     frames_ahead: int = 16
     show_timestamps: bool = False
     memory_budget: int | Literal["device"] | None = None
+    cache_dir: Path | None = None
+    cache_size: int = DEFAULT_CACHE_SIZE
 
     def __post_init__(self) -> None:
         for name in ("chunk_tokens", "vision_batch_size", "frames_ahead"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.cache_size <= 0:
+            raise ValueError(f"cache_size must be a positive number of bytes, got {self.cache_size}")
+        if self.cache_dir is not None:
+            object.__setattr__(self, "cache_dir", Path(self.cache_dir).expanduser())
         budget = self.memory_budget
         if budget is not None and budget != DEVICE_MEMORY and (not isinstance(budget, int) or budget <= 0):
             raise ValueError(f"memory_budget must be a positive number of bytes or {DEVICE_MEMORY!r}, got {budget!r}")

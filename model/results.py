@@ -47,7 +47,8 @@ class Answer:
 class AskResult:
     """Answers with what produced them. num_prompt_tokens: positions prefilled for the first
     question (shared part + its own); timings in seconds: decode (frame decoding, overlapped with
-    the rest), vision, prefill, generate, total; peak_memory_bytes: the process's peak RSS (CPU)
+    the rest), vision, prefill, generate, cache (the state cache's keying, loading or saving),
+    total; peak_memory_bytes: the process's peak RSS (CPU)
     or peak allocated GPU memory (CUDA)."""
 
     model: str
@@ -57,6 +58,7 @@ class AskResult:
     num_visual_tokens: int
     timings: dict[str, float] = field(default_factory=dict)
     peak_memory_bytes: int = 0
+    cache: str = "off"  # the state cache: "hit" (the shared state was loaded), "miss" (computed, saved), "off"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
