@@ -19,6 +19,7 @@ from longllava_cli.clickcompat import Context, Parameter
 from longllava_cli.config import CONFIG_ENV, load_config_callback
 
 MODEL_ENV = "LONGLLAVA_MODEL"
+CACHE_DIR_ENV = "LONGLLAVA_CACHE_DIR"
 
 # Defaults mirrored from the library (checked by tests).
 DEFAULT_FRAMES = 128  # sampling.options.DEFAULT_NUM_FRAMES
@@ -165,10 +166,12 @@ CacheDirOption = Annotated[
     typer.Option(
         "--cache-dir",
         metavar="DIR",
+        envvar=CACHE_DIR_ENV,
         file_okay=False,
         show_default=False,
         rich_help_panel=CACHE_PANEL,
-        help="Folder of saved states. Default: $XDG_CACHE_HOME/longllava/states (~/.cache/longllava/states).",
+        help="Folder of saved states. Default: $LONGLLAVA_CACHE_DIR, then `cache_dir` in the config file, else "
+        "$XDG_CACHE_HOME/longllava/states (~/.cache/longllava/states).",
     ),
 ]
 CacheSizeOption = Annotated[

@@ -109,6 +109,8 @@ def _isolated_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
     for name in ("LONGLLAVA_CONFIG", "LONGLLAVA_MODEL", "LONGLLAVA_DEBUG"):
         monkeypatch.delenv(name, raising=False)
+    # `ask` saves states by default: into the test's folder, never the user's cache.
+    monkeypatch.setenv("LONGLLAVA_CACHE_DIR", str(tmp_path / "states"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -195,7 +197,13 @@ def run_cli(longllava_exe: str, tmp_path: Path) -> Callable[..., subprocess.Comp
     """Run the installed `longllava` in tmp_path; returns the completed process (text mode)."""
 
     def run(*args: str, input: str | None = None, env: dict[str, str] | None = None, timeout: float = 120):
-        full_env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "xdg"), "COLUMNS": "200", **(env or {})}
+        full_env = {
+            **os.environ,
+            "XDG_CONFIG_HOME": str(tmp_path / "xdg"),
+            "LONGLLAVA_CACHE_DIR": str(tmp_path / "states"),  # `ask` saves states: never into the user's cache
+            "COLUMNS": "200",
+            **(env or {}),
+        }
         for name in ("LONGLLAVA_CONFIG", "LONGLLAVA_MODEL", "LONGLLAVA_DEBUG"):
             if name not in (env or {}):
                 full_env.pop(name, None)

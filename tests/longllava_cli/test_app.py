@@ -64,6 +64,9 @@ def test_help_defaults_match_the_library():
     assert options.MAX_FRAMES == sampling_options.MAX_FRAMES
     assert options.DEFAULT_MAX_TILES == sampling_options.DEFAULT_MAX_TILES
     assert RunOptions().chunk_tokens == options.DEFAULT_CHUNK_TOKENS
+    from longllava_cli.build import parse_size
+
+    assert RunOptions().cache_size == parse_size(options.DEFAULT_CACHE_SIZE)
     assert GenerationOptions().max_new_tokens == options.DEFAULT_MAX_NEW_TOKENS
 
 

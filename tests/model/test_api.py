@@ -145,7 +145,8 @@ def test_result_describes_frames_tokens_and_timings(tiny, videos):
     assert all(f.timestamp is not None for f in video.frames) and len(single.frames) == 1
     assert result.num_visual_tokens == 9 * model.tokens_per_image
     assert video.num_tokens > 8 * model.tokens_per_image and result.num_prompt_tokens > result.num_visual_tokens
-    assert set(result.timings) == {"decode", "vision", "prefill", "generate", "total"}
+    assert set(result.timings) == {"decode", "vision", "prefill", "generate", "cache", "total"}
+    assert result.cache == "off" and result.timings["cache"] == 0
     assert result.peak_memory_bytes > 0 and result.model == "tiny"
     assert "".join(t for _, t in streamed).strip() == result.answers[0].text
     json.dumps(result.to_dict())
