@@ -183,7 +183,10 @@ def prefill_shared(
     a background thread `run.frames_ahead` ahead, encoded `run.vision_batch_size` at a time and
     pushed through the LM in chunks of `run.chunk_tokens` positions. `capacity`: positions to
     preallocate in the attention cache (prompt + answer), so it never reallocates.
-    on_progress("vision", frames read, frames in all) follows the frames."""
+    on_progress("vision", frames read, frames in all) follows the frames. When questions follow
+    (the prompt has a tail), the last chunk is run at the end of the shared part: the state holds
+    no pending rows, so a question continued from it, forked or loaded from the state cache, runs
+    only its own rows, cut into the same chunks in every case."""
     prefill = ChunkedPrefill(model.lm, model.lm.new_cache(capacity=capacity), run.chunk_tokens)
     frames_seen: list[FrameInfo] = []
     num_images = sum(plan.num_images for plan in planned.plans)
@@ -200,6 +203,8 @@ def prefill_shared(
         for segment in planned.prompt.shared:
             prefill.push(next(features) if isinstance(segment, ImageSlot) else _embed(model, segment))
         decode_seconds = frames.busy_seconds
+    if planned.prompt.tail is not None:
+        prefill.flush()
     return SharedPrefill(prefill, frames_seen, decode_seconds, vision_seconds[0])
 
 

@@ -51,6 +51,12 @@ class ChunkedPrefill:
             self.filled += take
             start += take
 
+    def flush(self) -> None:
+        """Run the buffered rows now, so that the state is complete (none pending): where the shared
+        part of a prompt ends, what every question continues from and what the state cache saves."""
+        if self.filled:
+            self._run(logits_to_keep=0)
+
     def fork(self) -> ChunkedPrefill:
         """An independent continuation: the cache and the rows not yet run are copied, so the
         fork's chunks fall exactly where this one's would."""

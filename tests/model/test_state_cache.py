@@ -114,6 +114,20 @@ def test_cached_state_continues_exactly_as_a_fresh_run(model, media, tmp_path, k
     assert torch.equal(missed, fresh) and torch.equal(hit, fresh_follow_up)
 
 
+def test_rows_pending_at_the_end_of_the_shared_part_are_saved_and_restored(model, media, tmp_path):
+    """With <image> placing the inputs inside the question nothing follows the shared part, so its
+    last chunk is still pending when it is saved: re-asking loads those rows and runs them as a
+    fresh run would."""
+    store = StateStore(tmp_path / "states")
+    req = request(media["video"], question="In <image>, what happens?", chunk=7)
+    planned = plan_request(model, req)
+    shared, status = shared_state(model, planned, req.run, capacity=planned.num_tokens(6), store=store)
+    assert status == "miss" and shared.prefill.filled > 0 and planned.suffixes == ((),)
+    fresh, _ = follow_up_logits(model, req, False)
+    hit, status = follow_up_logits(model, req, store)
+    assert status == "hit" and torch.equal(hit, fresh)
+
+
 @pytest.mark.parametrize("kind", ["video", "folder", "tiled"])
 def test_ask_from_the_cache_answers_as_without_it(model, media, tmp_path, kind):
     cache = tmp_path / "states"
