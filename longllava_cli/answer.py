@@ -51,6 +51,8 @@ class SpinnerText:
     def __call__(self, stage: str, done: int, total: int) -> None:
         if stage == "vision":
             self.update(f"vision {done}/{total} frames")
+        elif stage == "state":
+            self.update("looking up the saved state")
         elif stage == "answer":
             self.update("answering" if self.num_questions == 1 else f"answering {done + 1}/{total}")
         else:

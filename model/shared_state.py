@@ -23,7 +23,7 @@ from typing import Any
 
 from model.api import SharedPrefill, prefill_shared
 from model.cache import AttentionCache, JambaCache
-from model.content_hash import ContentHashes
+from model.content_hash import ContentHashes, FileIdentity
 from model.engine import ChunkedPrefill
 from model.errors import StateCacheWarning
 from model.longllava import LongLLaVA
@@ -64,9 +64,11 @@ def shared_state(
         loaded.cache_seconds = time.perf_counter() - started
         return loaded, HIT
     keyed = time.perf_counter() - started
+    before = _identities(planned)  # what was hashed, as the files stood
     shared = prefill_shared(model, planned, run, capacity=capacity, on_progress=on_progress)
     saving = time.perf_counter()
-    store.put(digest, _header(model, planned, shared, parts), state_tensors(shared.prefill))
+    if _identities(planned) == before:  # else a file changed while it was read: its state has no key
+        store.put(digest, _header(model, planned, shared, parts), state_tensors(shared.prefill))
     shared.cache_seconds = keyed + time.perf_counter() - saving
     return shared, MISS
 
@@ -86,7 +88,18 @@ def state_key(
         return None
     hashes.save()
     parts = state_key_parts(identity, planned.plans, digests, planned.sampling, planned.prompt.shared, run)
-    return state_digest(parts), parts
+    try:
+        return state_digest(parts), parts
+    except (TypeError, ValueError) as e:  # a value JSON cannot hold (NaN, an object): no key, no cache
+        warnings.warn(StateCacheWarning(f"state cache off for this request: {e}"), stacklevel=3)
+        return None
+
+
+def _identities(planned: PlannedRequest) -> list[FileIdentity] | None:
+    try:
+        return [FileIdentity.of(path) for path in files_read(planned.plans)]
+    except OSError:
+        return None
 
 
 def load_shared(

@@ -220,6 +220,22 @@ def test_a_same_size_rewrite_with_the_mtime_restored_misses(model, media, tmp_pa
     assert changed.answers == ask(model, request(folder, "folder")).answers
 
 
+def test_a_state_read_from_a_file_that_changed_meanwhile_is_not_saved(model, media, tmp_path, monkeypatch):
+    import model.shared_state as shared_state_module
+
+    video = shutil.copy(media["video"], tmp_path / "growing.mp4")
+    real = shared_state_module.prefill_shared
+
+    def rewritten_while_read(*args, **kwargs):
+        out = real(*args, **kwargs)
+        write_video(Path(video), num_frames=30)  # the bytes hashed are no longer the bytes read
+        return out
+
+    monkeypatch.setattr(shared_state_module, "prefill_shared", rewritten_while_read)
+    assert ask(model, request(video, cache=tmp_path / "states")).cache == "miss"
+    assert not list((tmp_path / "states").glob("state-*"))
+
+
 # --- damage -------------------------------------------------------------------------------------
 
 
