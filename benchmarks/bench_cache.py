@@ -115,7 +115,10 @@ def worker_follow_up(spec: dict) -> dict:
 
 
 def worker_load(spec: dict) -> dict:
-    """StateStore.get of one saved state into a preallocated cache: from the disk, then page-cached."""
+    """StateStore.get of one saved state into a preallocated cache, from the disk each time: into
+    fresh memory (as a hit in a new process: page faults included, and the peak RSS it adds), into
+    reused memory (the reading itself), then page-cached."""
+    from model.memory_usage import current_rss_bytes, peak_rss_bytes, reset_peak_rss
     from model.shared_state import load_shared
     from model.state_store import StateStore
 
@@ -123,17 +126,20 @@ def worker_load(spec: dict) -> dict:
     planned = plan(spec["frames"], FOLLOW_UP)
     store = StateStore(spec["states"])
     path = store.path_of(spec["key"])
-    times = {}
-    for name in ("warm-up", "disk", "page_cache"):
-        if name == "disk":
+    times, rss = {}, current_rss_bytes()
+    reset_peak_rss()
+    for name in ("fresh_memory", "disk", "page_cache"):
+        if name != "page_cache":
             evict(path)
         with Meter() as m:
             shared = load_shared(model, planned, store, spec["key"], capacity=planned.num_tokens(32),
                                  chunk_tokens=run.chunk_tokens)  # fmt: skip
         assert shared is not None
         times[name] = m.seconds
+        if name == "fresh_memory":
+            times["peak_rss_added"] = peak_rss_bytes() - rss
         del shared
-    return {"load_disk_s": times["disk"], "load_page_cache_s": times["page_cache"], "bytes": path.stat().st_size}
+    return {f"load_{k}_s" if k != "peak_rss_added" else k: v for k, v in times.items()} | {"bytes": path.stat().st_size}
 
 
 WORKERS = {"follow_up": worker_follow_up, "load": worker_load}
@@ -249,6 +255,9 @@ def figures_of(frames: int, r: dict, disk: dict) -> dict:
         "size_over_floor": round(r["state_bytes"] / floor, 4),
         "load_disk_bytes_per_s": round(load_rate),
         "load_page_cache_bytes_per_s": round(load["bytes"] / load["load_page_cache_s"]),
+        "load_fresh_memory_bytes_per_s": round(load["bytes"] / load["load_fresh_memory_s"]),
+        "load_fresh_memory_over_disk": round(load["bytes"] / load["load_fresh_memory_s"] / disk["disk_bytes_per_s"], 3),
+        "load_peak_rss_added_bytes": load["peak_rss_added"],
         "load_over_disk": round(load_rate / disk["disk_bytes_per_s"], 3),
         "exact_logits": r["exact"],
         "others_cores": [round(cold["others_cores"], 2), round(cached["others_cores"], 2)],
