@@ -20,6 +20,7 @@ import json
 import os
 import struct
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -113,18 +114,25 @@ def read_tensors(
     f: BinaryIO, entries: dict[str, Any], data_start: int, file_size: int, checksum: Any, tensors: Sequence[StateTensor]
 ) -> None:
     """Read the data of `tensors` (their pieces: preallocated memory) from the open file, checking
-    every entry against them and the checksum against the data. StateFileError when anything differs."""
-    import torch
-
+    every entry against them and the checksum against the data. StateFileError when anything differs.
+    Each block is hashed in a second thread while the next one is read (BLAKE3 releases the GIL),
+    so loading runs at the slower of the disk and the hash, not their sum."""
     check_entries(entries, tensors, file_size - data_start)
+    pieces = [piece for t in tensors for piece in t.pieces]
+    for piece in pieces:
+        # Touch the memory first: fresh pages fault in several times faster through torch's threads
+        # than one by one inside `readinto` (measured 3.6 against 1.3 GB/s here).
+        piece.zero_()
     f.seek(data_start)
     hasher = blake3.blake3()
-    staging = None
-    for t in tensors:
-        for piece in t.pieces:
-            if piece.device.type != "cpu" and staging is None:
-                staging = torch.empty(BLOCK, dtype=torch.uint8, pin_memory=torch.cuda.is_available())
-            _read_piece(f, piece, hasher, staging)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        hashing = None
+        for view in _read_blocks(f, pieces):
+            if hashing is not None:
+                hashing.result()  # one block in flight: the hash sees the blocks in order
+            hashing = pool.submit(hasher.update, view)
+        if hashing is not None:
+            hashing.result()
     if checksum != "blake3:" + hasher.hexdigest():
         raise StateFileError("checksum mismatch (the file is damaged)")
 
@@ -143,20 +151,28 @@ def check_entries(entries: dict[str, Any], tensors: Sequence[StateTensor], data_
         raise StateFileError(f"{data_size} bytes of data where {offset} were expected (truncated?)")
 
 
-def _read_piece(f: BinaryIO, piece: torch.Tensor, hasher: Any, staging: torch.Tensor | None) -> None:
+def _read_blocks(f: BinaryIO, pieces: Sequence[torch.Tensor]):
+    """Read the pieces' bytes in order, `BLOCK` at a time, yielding each block as read (a view of
+    the piece's own memory on the CPU; on another device, of one of two pinned staging buffers,
+    copied to the device when the next block is asked for: a yielded block stays untouched until
+    the one after the next is read)."""
     import torch
 
-    flat = piece.view(-1).view(torch.uint8)
-    for start in range(0, flat.numel(), BLOCK):
-        end = min(start + BLOCK, flat.numel())
-        target = flat[start:end] if staging is None else staging[: end - start]
-        view = memoryview(target.numpy())
-        got = f.readinto(view)
-        if got != end - start:
-            raise StateFileError("the file ends early (truncated)")
-        hasher.update(view)
-        if staging is not None:
-            flat[start:end].copy_(target, non_blocking=False)
+    staging, number = None, 0
+    for piece in pieces:
+        flat = piece.view(-1).view(torch.uint8)
+        if flat.device.type != "cpu" and staging is None:
+            staging = [torch.empty(BLOCK, dtype=torch.uint8, pin_memory=torch.cuda.is_available()) for _ in range(2)]
+        for start in range(0, flat.numel(), BLOCK):
+            end = min(start + BLOCK, flat.numel())
+            number += 1
+            target = flat[start:end] if staging is None else staging[number % 2][: end - start]
+            view = memoryview(target.numpy())
+            if f.readinto(view) != end - start:
+                raise StateFileError("the file ends early (truncated)")
+            yield view
+            if staging is not None:
+                flat[start:end].copy_(target)
 
 
 def _blocks_of(piece: torch.Tensor):
