@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 from longllava_cli.app import app
@@ -88,3 +90,13 @@ def test_cache_settings_from_the_config_file_and_environment(runner, fake, video
 def test_bad_cache_size_is_a_usage_error(runner, fake, video):
     result = runner.invoke(app, ["ask", str(video), "q", "--model", "m", "--cache-size", "lots"])
     assert result.exit_code == 2 and "--cache-size" in result.output and not fake.requests
+
+
+def test_listing_and_clearing_never_load_torch(tmp_path):
+    code = (
+        "import sys; from pathlib import Path; from longllava_cli.cache_listing import describe_states, clear_states; "
+        f"describe_states(Path({str(tmp_path)!r})); clear_states(Path({str(tmp_path)!r})); "
+        "assert 'torch' not in sys.modules, 'torch was imported'"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
