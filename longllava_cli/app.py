@@ -235,7 +235,7 @@ def chat(
     seed: SeedOption = None,
     json: ChatJsonOption = False,
     verbose: VerboseOption = 0,
-    quiet: QuietLongOption = False,
+    quiet: QuietOption = False,
     config: ConfigOption = None,
 ) -> None:
     """Talk about videos, images and folders: the inputs are read once, follow-ups see earlier answers.
