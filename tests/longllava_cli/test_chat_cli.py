@@ -13,6 +13,7 @@ import select
 import subprocess
 import termios
 import time
+from pathlib import Path
 
 import pytest
 
@@ -22,6 +23,23 @@ from longllava_cli.transcript import TRANSCRIPT_FORMAT
 from model.demo import DEMO_MODEL_DIR
 
 FIELDS = {"question", "answer", "tokens", "finish_reason", "turn", "cache"}
+
+
+def test_chat_builds_the_request_from_ask_options(runner, monkeypatch, video):
+    from longllava_cli import chat
+    from longllava_cli.app import app
+
+    calls = []
+    monkeypatch.setattr(chat, "run_chat", lambda spec, request, *, json: calls.append((spec, request, json)) or 0)
+    args = ["chat", str(video), "--model", "ckpt", "--frames", "16", "--start", "1", "--max-new-tokens", "20"]
+    result = runner.invoke(app, [*args, "--temperature", "0.5", "--seed", "3", "--chunk-tokens", "64", "--json"])
+    assert result.exit_code == 0, result.output
+    ((spec, request, json_lines),) = calls
+    assert spec.path == Path("ckpt") and json_lines
+    assert request.inputs == (str(video),)
+    assert (request.sampling.num_frames, request.sampling.start) == (16, 1.0)
+    g = request.generation
+    assert (g.max_new_tokens, g.temperature, g.seed, request.run.chunk_tokens) == (20, 0.5, 3, 64)
 
 
 def test_piped_json_one_object_per_answer(run_cli, video):
