@@ -1,4 +1,4 @@
-"""The `longllava` command line: ask, caption, frames, info, estimate, pull, models.
+"""The `longllava` command line: ask, chat, caption, frames, info, estimate, pull, models.
 
 Each command parses its options (Typer, the shared aliases of `options.py`), builds the library's
 request objects from them (`build.py`: precedence of flags over the config file, usage errors),
@@ -31,6 +31,7 @@ from longllava_cli.options import (
     OUTPUT_PANEL,
     Backend,
     BackendOption,
+    ChatJsonOption,
     ChunkTokensOption,
     ConfigOption,
     DeviceOption,
@@ -133,6 +134,7 @@ def _show_warning(message: Warning | str, category: type[Warning], *args: Any, *
     informational = "SamplingNotice" in names and "DamagedMediaWarning" not in names
     note(f"{'note' if informational else 'warning'}: {' '.join(str(message).split())}")
 
+
 # --------------------------------------------------------------------------------------------
 # Commands: parse (the signature) -> request (build) -> call -> write
 # --------------------------------------------------------------------------------------------
@@ -200,6 +202,61 @@ def ask(
     from longllava_cli.answer import answer
 
     answer(spec, request, json=json, stream=stream)
+
+
+@app.command(no_args_is_help=True)
+def chat(
+    ctx: typer.Context,
+    paths: Annotated[
+        list[str],
+        typer.Argument(metavar="PATH...", show_default=False, help="Videos, images or folders to talk about."),
+    ],
+    model: ModelOption = None,
+    vision_tower: VisionTowerOption = None,
+    device: DeviceOption = "auto",
+    dtype: DtypeOption = Dtype.auto,
+    quantize: QuantizeOption = Quantize.none,
+    chunk_tokens: ChunkTokensOption = DEFAULT_CHUNK_TOKENS,
+    memory_budget: MemoryBudgetOption = None,
+    frames: FramesOption = DEFAULT_FRAMES,
+    fps: FpsOption = None,
+    max_frames: MaxFramesOption = MAX_FRAMES,
+    start: StartOption = None,
+    end: EndOption = None,
+    tiles: TilesOption = False,
+    tile_size: TileSizeOption = None,
+    max_tiles: MaxTilesOption = DEFAULT_MAX_TILES,
+    recursive: RecursiveOption = False,
+    backend: BackendOption = Backend.auto,
+    max_new_tokens: MaxNewTokensOption = DEFAULT_MAX_NEW_TOKENS,
+    temperature: TemperatureOption = 0.0,
+    top_p: TopPOption = 1.0,
+    top_k: TopKOption = 0,
+    seed: SeedOption = None,
+    json: ChatJsonOption = False,
+    verbose: VerboseOption = 0,
+    quiet: QuietOption = False,
+    config: ConfigOption = None,
+) -> None:
+    """Talk about videos, images and folders: the inputs are read once, follow-ups see earlier answers.
+
+    On a terminal: a prompt with line editing and history, answers streamed as they come.
+
+    Commands: /reset (back to the state after the inputs), /frames, /save FILE (JSON transcript), /exit.
+
+    Piped: one question per line in, one answer per line out (newlines inside as \\n), or --json lines.
+
+    [dim]printf 'Who speaks first?\\nWhat does she hold?\\n' | longllava chat talk.mp4 --json[/dim]
+    """
+    request = build.chat_request(ctx, paths)
+    spec = build.model_spec(ctx)
+    _check_paths_exist(request.inputs)  # before a model load that may take minutes
+    require_stdout()
+    from longllava_cli.chat import run_chat
+
+    code = run_chat(spec, request, json=json)
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command(no_args_is_help=True)

@@ -21,7 +21,7 @@ from longllava_cli.output import note
 from longllava_cli.paths import check_not_urls, expand_dash
 
 if TYPE_CHECKING:
-    from model.request import AskRequest, GenerationOptions, ModelSpec, RunOptions
+    from model.request import AskRequest, ChatRequest, GenerationOptions, ModelSpec, RunOptions
     from sampling import SamplingOptions
 
 _PREFIXES = {"k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
@@ -108,6 +108,22 @@ def ask_request(ctx: Context, inputs: list[str], questions: list[str], *, image_
         "run": run_options(ctx),
     }
     return _checked(AskRequest, fields)
+
+
+def chat_request(ctx: Context, inputs: list[str]) -> ChatRequest:
+    """The conversation's inputs (URLs refused; not `-`: stdin holds the questions) and settings."""
+    from model.request import ChatRequest
+
+    if "-" in inputs:
+        raise UsageError("chat reads its questions from stdin; give the paths as arguments, not '-'")
+    check_not_urls(inputs)
+    fields = {
+        "inputs": tuple(inputs),
+        "sampling": sampling_options(ctx),
+        "generation": generation_options(ctx),
+        "run": run_options(ctx),
+    }
+    return _checked(ChatRequest, fields)
 
 
 def model_spec(ctx: Context) -> ModelSpec:

@@ -33,3 +33,8 @@ class DownloadError(ModelError):
 
 class QuantizationError(ModelError):
     """A quantisation cannot be applied: its library is missing, or it does not run on the device."""
+
+
+class ConversationFullError(ContextTooLongError):
+    """A chat's next turn (question and the longest answer allowed) would go past the model's
+    context; the conversation is unchanged, and usable again after `reset()`."""
