@@ -195,6 +195,10 @@ def step_cuda(
     from mamba_ssm.ops.triton.selective_state_update import selective_state_update
 
     state = state.clone()  # the kernel updates in place; callers keep their cache until we return
-    y = selective_state_update(state, x[:, 0], delta[:, 0], A, B[:, 0], C[:, 0])
+    # Zeros for D and the Δ bias keep the contract (no skip term; Δ already final) and are needed:
+    # mamba-ssm 2.3.2's wrapper cannot launch its kernel when either is None (it unpacks `*0` for
+    # their strides, a TypeError; state-spaces/mamba:mamba_ssm/ops/triton/selective_state_update.py).
+    zeros = x.new_zeros(x.shape[-1])
+    y = selective_state_update(state, x[:, 0], delta[:, 0], A, B[:, 0], C[:, 0], D=zeros, dt_bias=zeros)
     return y[:, None].float(), state
 
