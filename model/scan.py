@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import torch
 
-from model.buffers import SCAN_BLOCK_ELEMENTS
+from model.buffers import CUDA_CORRECTION_BLOCK_ELEMENTS, SCAN_BLOCK_ELEMENTS
 
 
 def scan_reference(
@@ -158,7 +158,7 @@ def add_initial_state(
     """
     b, l, d = delta.shape
     S = torch.cumsum(delta, dim=1)  # [b, l, d]
-    block = max(1, SCAN_BLOCK_ELEMENTS // (b * d * A.shape[1]))
+    block = correction_block(delta.device.type, b=b, d=d, n=A.shape[1])
     y = y.clone()
     for start in range(0, l, block):
         sl = slice(start, start + block)
@@ -166,6 +166,13 @@ def add_initial_state(
         y[:, sl] += torch.einsum("bldn,bdn,bln->bld", decay, state, C[:, sl])
     last = last + torch.exp(S[:, -1, :, None] * A) * state
     return y, last
+
+
+def correction_block(device: str, *, b: int, d: int, n: int) -> int:
+    """Tokens per block of `add_initial_state` on a `device` type: a cache-sized buffer on the CPU,
+    a launch-amortising one on a GPU (model/buffers.py)."""
+    elements = CUDA_CORRECTION_BLOCK_ELEMENTS if device == "cuda" else SCAN_BLOCK_ELEMENTS
+    return max(1, elements // (b * d * n))
 
 
 def scan_cuda(
