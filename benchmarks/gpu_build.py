@@ -136,8 +136,9 @@ def unpack(root: Path) -> dict[str, Path]:
     for name, extension in EXTENSIONS.items():
         folder = root / "src" / extension.sdist
         if not folder.is_dir():
+            safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}  # Python ≥ 3.11.4 / 3.12
             with tarfile.open(SDISTS / f"{extension.sdist}.tar.gz") as archive:
-                archive.extractall(root / "src", filter="data")
+                archive.extractall(root / "src", **safe)
         folders[name] = folder
     return folders
 

@@ -85,20 +85,25 @@ def run_worker(spec: dict, env: dict[str, str], timeout_s: float) -> dict:
     """One timing process (this script with --worker): its JSON lines, one per finished
     measurement, gathered even when it is cut short."""
     command = [sys.executable, __file__, "--worker", json.dumps(spec)]
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        out, _ = process.communicate(timeout=timeout_s)
+        out, err = process.communicate(timeout=timeout_s)
         error = None if process.returncode == 0 else f"worker exited with {process.returncode}"
     except subprocess.TimeoutExpired:
         process.kill()
-        out, _ = process.communicate()
+        out, err = process.communicate()
         error = f"timed out after {timeout_s:.0f} s"
     result: dict = {"measurements": []}
     for line in out.splitlines():
-        record = json.loads(line)
-        result["measurements"].append(record) if "frames" in record else result.update(record)
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a library's own print
+        if isinstance(record, dict):
+            result["measurements"].append(record) if "frames" in record else result.update(record)
     if error:
         result["error"] = error
+        result["stderr_tail"] = "\n".join(err.strip().splitlines()[-15:])
     return result
 
 
@@ -120,7 +125,10 @@ def check(args: argparse.Namespace) -> dict:
     if args.dry_run:
         report["build"] = {"skipped": "dry run (no CUDA)"}
     else:
-        report["build"], kernel_paths = build_kernels(min(args.build_timeout_s, deadline - time.monotonic()))
+        try:
+            report["build"], kernel_paths = build_kernels(min(args.build_timeout_s, deadline - time.monotonic()))
+        except Exception as e:  # a device check reports every failure and goes on
+            report["build"] = {"error": f"{type(e).__name__}: {e}"}
     env = _subprocess_env(kernel_paths + tool_paths, tool_env)
     report["cuda_tests"] = run_cuda_tests(env, max(10.0, min(args.test_timeout_s, deadline - time.monotonic())))
     full_layers = json.loads(CARD.read_text())["config"]["num_hidden_layers"]
@@ -136,6 +144,9 @@ def check(args: argparse.Namespace) -> dict:
         remaining = deadline - time.monotonic()
         if remaining < 15:
             report["runs"][name] = {"skipped": "time budget spent"}
+            continue
+        if kernels and not (kernel_paths or args.dry_run):
+            report["runs"][name] = {"skipped": "the kernels were not built"}
             continue
         spec = {"kernels": kernels, "layers": args.layers, "dry_run": args.dry_run, **sizes}
         report["runs"][name] = result = run_worker(spec, env, remaining - 5)
