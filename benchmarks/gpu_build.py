@@ -3,19 +3,20 @@
     python benchmarks/gpu_build.py --name selective_scan_cuda --src DIR --out DIR [--full]   (one build)
 
 `gpu_check.py` calls `build_kernels`, which unpacks the sdists carried in benchmarks/sdists
-(mamba-ssm 2.3.2.post1 and causal-conv1d 1.7.0 from PyPI, with ninja, einops and pytest wheels
-for machines that lack them) and compiles both extensions at once, each in a subprocess of this script,
-with `torch.utils.cpp_extension.load` for the GPU's own architecture only (TORCH_CUDA_ARCH_LIST
-from `torch.cuda.get_device_capability`). Their setup.py files would compile every architecture
-from sm_75 to sm_121, and the backward kernels too, which takes far longer than a GPU check has.
+(mamba-ssm 2.3.2.post1 and causal-conv1d 1.7.0 from PyPI, with ninja, einops, pytest and
+setuptools wheels for machines that lack them) and compiles both extensions at once, each in a
+subprocess of this script, with `torch.utils.cpp_extension.load`, for the GPU's own architecture
+only (TORCH_CUDA_ARCH_LIST from `torch.cuda.get_device_capability`). Their setup.py files would
+compile every architecture from sm_75 to sm_121, and the backward kernels too, which takes far
+longer than a GPU check has.
 
 Inference needs only the forward kernels, so by default the backward ones are replaced by a
 generated file of stubs that raise (the module then links as the full one does); a stub file that
 fails to compile falls back to the full source list, time permitting. The Python packages are
 used straight from the unpacked sdists: `build_kernels` returns the PYTHONPATH entry that makes
-`mamba_ssm`, `causal_conv1d` and their compiled modules importable; `prepare_tools` the one for
-einops and pytest, where the machine lacks them. Builds land in
-benchmarks/out/gpu_check/, so a second run on the same machine reuses them.
+`mamba_ssm`, `causal_conv1d` and their compiled modules importable, `prepare_tools` the one for
+the carried wheels a machine lacks. Builds land in benchmarks/out/gpu_check/, so a second run on
+the same machine reuses them.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ PURE_WHEELS = {
     "pytest": "pytest-9.0.3-py3-none-any.whl",
     "pluggy": "pluggy-1.7.0-py3-none-any.whl",
     "iniconfig": "iniconfig-2.3.1-py3-none-any.whl",
+    "setuptools": "setuptools-80.9.0-py3-none-any.whl",  # torch.utils.cpp_extension imports it
 }
 NINJA_WHEEL = "ninja-1.13.2-py3-none-manylinux2014_x86_64.manylinux_2_17_x86_64.whl"
 # The nvcc flags of both libraries' setup.py, without their -gencode list (TORCH_CUDA_ARCH_LIST
@@ -146,7 +148,8 @@ def unpack(root: Path) -> dict[str, Path]:
 def prepare_tools(root: Path = BUILD_ROOT) -> tuple[list[str], dict[str, str]]:
     """What a bare GPU image may lack, from the carried wheels: ninja (cpp_extension builds with
     it) and the pure-Python packages of PURE_WHEELS (einops for mamba-ssm, pytest for the CUDA
-    tests). -> (PYTHONPATH entries, environment additions), empty where nothing was missing."""
+    tests, setuptools for the build). -> (PYTHONPATH entries, environment additions), empty
+    where nothing was missing."""
     paths, env = [], {}
     if shutil.which("ninja") is None:
         bin_dir = root / "bin"
@@ -179,8 +182,10 @@ def build_kernels(timeout_s: float, *, root: Path = BUILD_ROOT) -> tuple[dict, l
 
     start = time.monotonic()
     major, minor = torch.cuda.get_device_capability()
-    _, tools_env = prepare_tools(root)
-    env = os.environ | tools_env | {"TORCH_CUDA_ARCH_LIST": f"{major}.{minor}", "MAX_JOBS": str(os.cpu_count() or 4)}
+    tool_paths, tools_env = prepare_tools(root)
+    python_path = os.pathsep.join([*tool_paths, os.environ.get("PYTHONPATH", "")]).strip(os.pathsep)
+    env = os.environ | tools_env | {"PYTHONPATH": python_path}
+    env |= {"TORCH_CUDA_ARCH_LIST": f"{major}.{minor}", "MAX_JOBS": str(os.cpu_count() or 4)}
     sources = unpack(root)
     report: dict = {"arch": f"sm_{major}{minor}"}
     running = {name: _start(name, src, root / name, env, full=False) for name, src in sources.items()}

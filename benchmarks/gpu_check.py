@@ -137,7 +137,7 @@ def check(args: argparse.Namespace) -> dict:
         "widths": "LongLLaVA-9B" if not args.dry_run else "tiny (dry run)", "layers": args.layers,
         "full_layers": full_layers, "scale": scale, "dtype": "bfloat16",
         "scaling": f"measured on {args.layers} of {full_layers} layers (one attention period each); "
-        f"*_full_model figures multiply times by {scale:g}",
+        f"*_full_model figures multiply times by {scale:g} (the embedding and lm_head too: a slight overestimate)",
     } | {k: v for k, v in sizes.items() if k != "frames"}  # fmt: skip
     report["runs"] = {}
     for name, kernels in (("mamba_ssm", True), ("pytorch", False)):
