@@ -382,10 +382,14 @@ def test_chunked_prefill_and_decode_on_the_cuda_path_equal_the_reference_path(
     with monkeypatch.context() as mp:
         chosen = _cuda_dispatch(mp)
         got, states = _prefill_and_decode(lm, embeds, ids)
+    # float32 chunks with GQA take the tiled attention on CUDA (SDPA would fall back to its math
+    # kernel there); single rows and bfloat16 take SDPA with the lower-right mask.
+    chunk_attention = AttentionPath.TILED if dtype == torch.float32 else AttentionPath.SDPA_LOWER_RIGHT
     assert set(chosen) == {
         MixerPath(Conv.CAUSAL_CONV1D, Scan.MAMBA_SSM),
         MixerPath(Conv.CAUSAL_CONV1D, Scan.MAMBA_SSM_STEP),
         AttentionPath.SDPA_LOWER_RIGHT,
+        chunk_attention,
     }
     torch.testing.assert_close(got, expected, **_TOLERANCE[dtype])
     for a, b in zip(states, expected_states, strict=True):
