@@ -28,9 +28,10 @@ pytestmark = [
 ]
 
 _CHUNKS, _DECODE_STEPS = (1, 2, 7, 13, 300), 4
-# float32: the kernels round differently from the CPU (fast-math exp, cuBLAS's summation order);
-# bfloat16 as in test_kernel_refs.py.
-_TOLERANCE = {torch.float32: {"atol": 1e-3, "rtol": 1e-3}, torch.bfloat16: {"atol": 0.1, "rtol": 0.05}}
+# float32: the kernels round differently from the CPU (fast-math exp, cuBLAS's summation order).
+# bfloat16: looser than test_kernel_refs.py (where the CUDA path on the CPU was within 0.094 of the
+# reference), since here every matmul and the flash attention also round in the GPU's own order.
+_TOLERANCE = {torch.float32: {"atol": 1e-3, "rtol": 1e-3}, torch.bfloat16: {"atol": 0.25, "rtol": 0.05}}
 
 
 def _prefill_and_decode(lm: JambaLM, embeds: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:

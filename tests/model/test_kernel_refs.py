@@ -342,7 +342,7 @@ _CHUNKS, _DECODE_STEPS = (1, 2, 7, 13, 17), 4
 # float32: both paths compute in float32, so only rounding differs. bfloat16: the projections and
 # attention round to bfloat16 at different points in the two paths (the conv and scan stay float32);
 # measured: float32 logits within 6e-6, bfloat16 within 0.094 (3 bfloat16 steps at their size, ~6.6).
-_TOLERANCE = {torch.float32: {"atol": 1e-5, "rtol": 1e-5}, torch.bfloat16: {"atol": 0.1, "rtol": 0.05}}
+_TOLERANCE = {torch.float32: {"atol": 1e-5, "rtol": 1e-5}, torch.bfloat16: {"atol": 0.15, "rtol": 0.05}}
 
 
 @pytest.fixture(scope="module")
