@@ -32,6 +32,8 @@ def measure_all(spec: dict, config: dict) -> None:
     header = {"device": _device_name(device), "torch": torch.__version__, "cuda": torch.version.cuda}
     header["build_s"] = round(time.perf_counter() - start, 1)
     header |= _paths(lm, spec["chunk_tokens"])
+    if spec["kernels"]:
+        header["kernel_import"] = _import_error() or "ok"
     print(json.dumps(header), flush=True)
     _prefill_and_decode(lm, spec | {"frames": 1, "decode_tokens": 2})  # warm-up: cuBLAS, Triton's JIT
     for frames in spec["frames"]:
@@ -66,6 +68,16 @@ def _paths(lm, chunk_tokens: int) -> dict[str, str]:
     with torch.inference_mode():
         chunk, step = (torch.empty(1, tokens, 1, device=lm.device, dtype=lm.dtype) for tokens in (chunk_tokens, 1))
         return {"mamba_prefill": str(mixer.choose_path(chunk)), "mamba_decode": str(mixer.choose_path(step))}
+
+
+def _import_error() -> str | None:
+    """Why mamba-ssm or causal-conv1d does not import here (what `model.dispatch` checks), if it does not."""
+    try:
+        import causal_conv1d  # noqa: F401
+        import mamba_ssm  # noqa: F401
+    except ImportError as e:
+        return f"{type(e).__name__}: {e}"
+    return None
 
 
 def _device_name(device) -> str:
