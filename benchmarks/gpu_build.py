@@ -170,6 +170,9 @@ def prepare_tools(root: Path = BUILD_ROOT) -> tuple[list[str], dict[str, str]]:
 
 def _start(name: str, src: Path, out: Path, env: dict[str, str], *, full: bool) -> subprocess.Popen:
     out.mkdir(parents=True, exist_ok=True)
+    # A build killed at its timeout leaves cpp_extension's lock file, on which the next build
+    # would wait forever; builds here run one per folder, so any lock is stale.
+    (out / "lock").unlink(missing_ok=True)
     command = [sys.executable, __file__, "--name", name, "--src", str(src), "--out", str(out)] + (["--full"] * full)
     log = (out / f"build{'-full' * full}.log").open("w")
     return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
