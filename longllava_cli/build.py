@@ -21,6 +21,7 @@ from longllava_cli.output import note
 from longllava_cli.paths import check_not_urls, expand_dash
 
 if TYPE_CHECKING:
+    from longllava_cli.ray_plan import RaySettings
     from model.request import AskRequest, GenerationOptions, ModelSpec, RunOptions
     from sampling import SamplingOptions
 
@@ -148,6 +149,18 @@ def model_path(model: str | Path | None) -> Path | str:
         )
     note(DEMO_NOTICE)
     return demo
+
+
+def ray_settings(ctx: Context) -> RaySettings | None:
+    """`caption --ray [ADDRESS]` with its pool options, or None (caption in this process)."""
+    from longllava_cli.ray_plan import RaySettings
+
+    address, actors, gpus = ctx.params.get("ray"), ctx.params.get("actors"), ctx.params.get("gpus_per_actor")
+    if address is None:
+        if given(ctx, "actors") or given(ctx, "gpus_per_actor"):
+            raise UsageError("--actors and --gpus-per-actor apply with --ray")
+        return None
+    return _checked(RaySettings, {"address": address, "actors": actors, "gpus_per_actor": gpus})
 
 
 def output_mode(ctx: Context) -> tuple[bool, bool]:
