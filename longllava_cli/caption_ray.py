@@ -155,7 +155,8 @@ def connect(settings: RaySettings) -> bool:
     options: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": not is_quiet()}
     if settings.address == LOCAL:
         options["include_dashboard"] = False
-        os.environ.setdefault("RAY_AUTH_MODE", "token")  # Ray's default for local clusters, without its warning
+        # Ray turns token authentication on for the clusters it starts, and says so: not news to our users.
+        logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
     else:
         options["address"] = settings.address
     where = "a local Ray cluster" if settings.address == LOCAL else f"the Ray cluster at {settings.address}"

@@ -15,6 +15,7 @@ Sizing (`plan_actors`), over the cluster's nodes:
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import re
 from collections.abc import Sequence
@@ -25,6 +26,7 @@ from sampling.errors import LongLLaVAError
 LOCAL = "local"
 AUTO = "auto"
 CPUS_PER_ACTOR_WITHOUT_GPU = 2
+RAY_EXTRA = 'pip install -e ".[ray]"'
 _HOST_PORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):\d{1,5}$")
 
 
@@ -70,6 +72,12 @@ class ActorPlan:
     num_gpus: float
     threads: int
     fitting: int
+
+
+def check_ray_installed() -> None:
+    """RayClusterError naming the extra to install when Ray is missing (found, not imported)."""
+    if importlib.util.find_spec("ray") is None:
+        raise RayClusterError(f"--ray needs Ray, which is not installed: {RAY_EXTRA}")
 
 
 def is_ray_address(text: str) -> bool:
