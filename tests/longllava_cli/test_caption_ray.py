@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -116,8 +117,6 @@ def test_ray_gives_the_records_of_a_local_run(cluster, batch, local_records, tmp
 
 
 def test_killed_actor_loses_and_repeats_nothing(cluster, batch, local_records, tmp_path):
-    import threading
-
     out = tmp_path / "ray.jsonl"
     killed: list[int] = []
 
@@ -143,26 +142,26 @@ def test_killed_actor_loses_and_repeats_nothing(cluster, batch, local_records, t
 
 def test_interrupted_and_killed_driver_then_rerun(cluster, batch, local_records, longllava_exe, tmp_path):
     out = tmp_path / "ray.jsonl"
-    args = [longllava_exe, "caption", str(batch), "-o", str(out), "--ray", cluster, "--actors", "2", *ARGS]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LONGLLAVA_")}
+    args = ["caption", str(batch), "-o", str(out), "--actors", "2", *ARGS]
 
-    # Ctrl-C: the inputs in flight finish and are written, exit 130.
-    driver = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    wait_for_lines(out, 2)
-    driver.send_signal(signal.SIGINT)
-    _, stderr = driver.communicate(timeout=60)
-    assert driver.returncode == EXIT_INTERRUPTED, stderr
-    assert "stopping after the inputs in flight" in stderr
+    # Ctrl-C (SIGINT to this process, the driver): the inputs in flight finish and are written, exit 130.
+    interrupter = threading.Thread(target=lambda: wait_for_lines(out, 2) or os.kill(os.getpid(), signal.SIGINT))
+    interrupter.start()
+    result = CliRunner().invoke(app, [*args, "--ray"])
+    interrupter.join()
+    assert result.exit_code == EXIT_INTERRUPTED, result.output
+    assert "stopping after the inputs in flight" in result.stderr
     after_sigint = line_count(out)
     assert 2 <= after_sigint < NUM_INPUTS and out.read_bytes().endswith(b"\n")
 
-    # SIGKILL: no cleanup at all; its actors go with it.
-    driver = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # SIGKILL of a driver in another process, joined to the cluster: no cleanup at all; its actors go with it.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LONGLLAVA_")}
+    driver = subprocess.Popen([longllava_exe, *args, "--ray", cluster], env=env, stdout=subprocess.DEVNULL)
     wait_for_lines(out, after_sigint + 2)
     driver.kill()
     driver.wait(timeout=30)
 
-    result = CliRunner().invoke(app, ["caption", str(batch), "-o", str(out), "--ray", "--actors", "2", *ARGS])
+    result = CliRunner().invoke(app, [*args, "--ray"])
     assert result.exit_code == EXIT_PARTIAL, result.output
     assert "resuming:" in result.stderr
     assert by_path(out) == local_records  # exactly one record per input
@@ -172,12 +171,13 @@ def test_interrupted_and_killed_driver_then_rerun(cluster, batch, local_records,
     assert not descendants_named("ray::Captioner"), "actors outlived their drivers"
 
 
+@pytest.mark.slow  # one more actor start-up; test_ray_plan.py checks the job --shard gives --ray
 def test_ray_composes_with_shard(cluster, batch, local_records, tmp_path):
-    inputs = expand_inputs([str(batch)], recursive=False)
-    outs = [tmp_path / f"part{k}.jsonl" for k in (1, 2)]
-    for k, out in enumerate(outs, 1):
-        args = ["caption", str(batch), "-o", str(out), "--shard", f"{k}/2", "--ray", "--actors", "1", *ARGS]
-        result = CliRunner().invoke(app, args)
-        assert result.exit_code in (0, EXIT_PARTIAL), result.output
-        assert sorted(by_path(out)) == sorted(select_shard(inputs, k, 2))  # this shard's inputs, and only those
-    assert {**by_path(outs[0]), **by_path(outs[1])} == local_records
+    """--shard picks the inputs, --ray captions them: shard 1/2 on Ray is shard 1/2 of a local run."""
+    out = tmp_path / "part1.jsonl"
+    result = CliRunner().invoke(app, ["caption", str(batch), "-o", str(out), "--shard", "1/2", "--ray", *ARGS])
+    assert result.exit_code in (0, EXIT_PARTIAL), result.output
+    assert "ray: 1 actor, each with 2 CPU and 2 torch threads" in result.stderr  # the default on 2 CPUs
+    mine = select_shard(expand_inputs([str(batch)], recursive=False), 1, 2)
+    assert 0 < len(mine) < NUM_INPUTS
+    assert by_path(out) == {path: local_records[path] for path in mine}
