@@ -99,6 +99,7 @@ class _Pool:
     make_actor: Callable[[], Any]
     slots: list[_Slot] = field(default_factory=list)
     restarts: int = 0
+    failed_starts: int = 0  # actors lost before they were ready, since the last one that was
 
     def start(self, count: int) -> None:
         for number in range(1, count + 1):
@@ -130,11 +131,14 @@ def run_captions_on_ray(job: CaptionJob, results: Results) -> CaptionSummary:
     todo, summary = missing_inputs(job.paths, results)
     started_here = connect(job.ray)
     try:
-        plan = plan_actors(cluster_nodes(), job.ray)
+        nodes = cluster_nodes()
+        plan = plan_actors(nodes, job.ray)
+        if plan.num_actors > len(todo):  # no idle actors: the few that work get all the CPUs
+            plan = plan_actors(nodes, dataclasses.replace(job.ray, actors=len(todo)))
         announce(plan, job.ray)
         pool = _Pool(actor_factory(job, plan))
         try:
-            pool.start(min(plan.num_actors, len(todo)))
+            pool.start(plan.num_actors)
             with stop_on_sigint("the inputs in flight") as stopping, ItemProgress(len(todo), "caption") as progress:
                 _drive(pool, todo, lambda record: record_outcome(summary, results, record, progress), stopping,
                        progress)  # fmt: skip
@@ -229,11 +233,14 @@ def _answered_ready(pool: _Pool, slot: _Slot) -> None:
     try:
         answer = ray.get(ref)
     except RayError as e:
+        pool.failed_starts += 1
+        if pool.failed_starts > MAX_ATTEMPTS * len(pool.slots):
+            raise RayClusterError(f"Ray actors keep dying while they load the model (last: {_reason(e)})") from e
         pool.replace(slot, _reason(e))
         return
     if answer["error"] is not None:
         raise RayClusterError(f"a Ray actor could not load the model: {answer['error']}")
-    slot.alive = True
+    slot.alive, pool.failed_starts = True, 0
 
 
 def _answered_caption(

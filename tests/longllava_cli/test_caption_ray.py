@@ -142,7 +142,7 @@ def test_killed_actor_loses_and_repeats_nothing(cluster, batch, local_records, t
 
 def test_interrupted_and_killed_driver_then_rerun(cluster, batch, local_records, longllava_exe, tmp_path):
     out = tmp_path / "ray.jsonl"
-    args = ["caption", str(batch), "-o", str(out), "--actors", "2", *ARGS]
+    args = ["caption", str(batch), "-o", str(out), *ARGS]  # one actor (the default on 2 CPUs) until the rerun
 
     # Ctrl-C (SIGINT to this process, the driver): the inputs in flight finish and are written, exit 130.
     interrupter = threading.Thread(target=lambda: wait_for_lines(out, 2) or os.kill(os.getpid(), signal.SIGINT))
@@ -161,7 +161,7 @@ def test_interrupted_and_killed_driver_then_rerun(cluster, batch, local_records,
     driver.kill()
     driver.wait(timeout=30)
 
-    result = CliRunner().invoke(app, [*args, "--ray"])
+    result = CliRunner().invoke(app, [*args, "--ray", "--actors", "2"])
     assert result.exit_code == EXIT_PARTIAL, result.output
     assert "resuming:" in result.stderr
     assert by_path(out) == local_records  # exactly one record per input
