@@ -135,7 +135,7 @@ def run_captions_on_ray(job: CaptionJob, results: Results) -> CaptionSummary:
         plan = plan_actors(nodes, job.ray)
         if plan.num_actors > len(todo):  # no idle actors: the few that work get all the CPUs
             plan = plan_actors(nodes, dataclasses.replace(job.ray, actors=len(todo)))
-        announce(plan, job.ray)
+        announce(plan)
         pool = _Pool(actor_factory(job, plan))
         try:
             pool.start(plan.num_actors)
@@ -180,7 +180,7 @@ def cluster_nodes() -> list[NodeResources]:
     ]
 
 
-def announce(plan: ActorPlan, settings: RaySettings) -> None:
+def announce(plan: ActorPlan) -> None:
     gpus = f", {plan.num_gpus:g} GPU" if plan.num_gpus else ""
     actors, threads = f"{plan.num_actors} actor{'s'[: plan.num_actors != 1]}", f"thread{'s'[: plan.threads != 1]}"
     note(f"ray: {actors}, each with {plan.num_cpus:g} CPU{gpus} and {plan.threads} torch {threads}")
@@ -252,8 +252,7 @@ def _answered_caption(
     (path, attempt), ref = slot.busy, slot.call  # type: ignore[misc]
     slot.busy = slot.call = None
     try:
-        write(ray.get(ref))
-        return
+        record = ray.get(ref)
     except RayTaskError as e:  # raised inside a live actor: Ctrl-C reaching it, or a bug
         reason = _reason(e.cause if e.cause is not None else e)
     except RayError as e:  # the actor is gone (killed, out of memory, node lost)
@@ -262,6 +261,9 @@ def _answered_caption(
             slot.alive = False
         else:
             pool.replace(slot, reason)
+    else:
+        write(record)
+        return
     if stopping:
         return
     if attempt >= MAX_ATTEMPTS:

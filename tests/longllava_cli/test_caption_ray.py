@@ -181,3 +181,50 @@ def test_ray_composes_with_shard(cluster, batch, local_records, tmp_path):
     mine = select_shard(expand_inputs([str(batch)], recursive=False), 1, 2)
     assert 0 < len(mine) < NUM_INPUTS
     assert by_path(out) == {path: local_records[path] for path in mine}
+
+
+# --- the driver's answer to a lost call, without a cluster ------------------------------------
+
+
+class _LostCalls:
+    """Stands in for the pool: counts replacements; its actor's calls are all lost."""
+
+    def __init__(self) -> None:
+        self.replaced: list[str] = []
+
+    def replace(self, slot, reason: str) -> None:
+        self.replaced.append(reason)
+
+
+def _lose(monkeypatch, attempt: int, *, stopping: bool = False) -> tuple[list, list, _LostCalls]:
+    from longllava_cli import caption_ray
+
+    def lost(ref):
+        raise ray.exceptions.ActorDiedError()
+
+    monkeypatch.setattr(caption_ray.ray, "get", lost)
+    slot = caption_ray._Slot(1, actor=None, ready=None, alive=True, busy=("a.mp4", attempt), call=object())
+    queue: list = []
+    written: list = []
+    pool = _LostCalls()
+    caption_ray._answered_caption(pool, slot, queue, written.append, stopping)
+    assert slot.busy is None and slot.call is None
+    return queue, written, pool
+
+
+def test_a_lost_input_is_retried_then_gets_an_error_record(monkeypatch):
+    from longllava_cli.caption_ray import MAX_ATTEMPTS
+
+    queue, written, pool = _lose(monkeypatch, 1)
+    assert queue == [("a.mp4", 2)] and written == [] and len(pool.replaced) == 1
+    queue, written, pool = _lose(monkeypatch, MAX_ATTEMPTS)
+    assert queue == [] and len(pool.replaced) == 1
+    [record] = written
+    assert set(record) == {"path", "error"} and record["path"] == "a.mp4"
+    expected = f"a.mp4: no Ray actor could caption it ({MAX_ATTEMPTS} attempts; last: ActorDiedError"
+    assert record["error"].startswith(expected)
+
+
+def test_after_ctrl_c_a_lost_input_is_left_for_the_next_run(monkeypatch):
+    queue, written, pool = _lose(monkeypatch, 1, stopping=True)
+    assert queue == [] and written == [] and pool.replaced == []
