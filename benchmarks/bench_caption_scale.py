@@ -3,8 +3,9 @@ built-in demo model at 64 frames, one torch thread per captioner.
 
     python benchmarks/bench_caption_scale.py        # ~4 min on 2 cores; clips cached in benchmarks/out/
 
-All runs go through the code the CLI runs (`run_captions` locally, `run_captions_on_ray` on a
-local Ray cluster of 2 CPUs started here) and write a results file each. Throughput is taken
+Each run is a fresh process with OMP_NUM_THREADS=1 (Ray's workers inherit it) and goes through
+the code the CLI runs (`run_captions` locally, `run_captions_on_ray` on a local Ray cluster of 2
+CPUs that the run starts), writing a results file. Throughput is taken
 between records, after the first record of each captioner, so that model loading and actor
 start-up (reported apart, `startup_s`) do not count: `inputs_per_s = (n - k) / (t_n - t_k)`, k
 captioners. The Ray overhead per input is measured two ways: by rate (1-actor time per input minus
@@ -28,7 +29,7 @@ from pathlib import Path
 
 import av
 import numpy as np
-from measure import cpu_name, print_json_line, wait_for_quiet
+from measure import answer_worker, cpu_name, print_json_line, run_worker, wait_for_quiet
 
 from longllava_cli import backend as library
 from longllava_cli import output
@@ -108,8 +109,11 @@ def run_local(paths: list[str], request: AskRequest, spec: ModelSpec, out: Path)
     start = time.perf_counter()
     loaded = library.load_model(spec)
     with TimedResults(out) as results:
+        cpu, wall = time.process_time(), time.perf_counter()
         run_captions(paths, results, lambda p: caption_input(loaded, request, p), describe_failure=failure_message)
-    return rate(results, start, 1)
+        cores = (time.process_time() - cpu) / (time.perf_counter() - wall)
+    # One torch thread, but frames are decoded on a thread of their own while the model works.
+    return rate(results, start, 1) | {"cores_used": cores}
 
 
 def run_ray(paths: list[str], request: AskRequest, spec: ModelSpec, out: Path, actors: int) -> dict[str, float]:
@@ -122,29 +126,36 @@ def run_ray(paths: list[str], request: AskRequest, spec: ModelSpec, out: Path, a
     return rate(results, start, actors)
 
 
-def measure_rounds(rounds: int, max_wait: float) -> dict[str, list[dict[str, float]]]:
-    """`rounds` × (local, Ray 1 actor, Ray 2 actors), each after waiting for a quiet machine."""
-    import ray
-
+def measure(spec: dict) -> dict[str, float]:
+    """One run in this (fresh) process: `spec["kind"]` is local, ray1 or ray2."""
+    output.configure(quiet=True)
     paths = make_clips(OUT_DIR)
     sampling, generation = SamplingOptions(num_frames=FRAMES), GenerationOptions(max_new_tokens=16)
     request = AskRequest(questions=("Describe what you see in detail.",), sampling=sampling, generation=generation)
-    spec = ModelSpec(path=demo_model_dir(), device="cpu")
+    model = ModelSpec(path=demo_model_dir(), device="cpu")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "captions.jsonl"
+        if spec["kind"] == "local":
+            return run_local(paths, request, model, out)
+        import ray
+
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
+        try:
+            return run_ray(paths, request, model, out, int(spec["kind"][-1]))
+        finally:
+            ray.shutdown()
+
+
+def measure_rounds(rounds: int, max_wait: float) -> dict[str, list[dict[str, float]]]:
+    """`rounds` × (local, Ray 1 actor, Ray 2 actors), each in a fresh process with one OpenMP thread
+    (Ray's workers inherit it), after waiting for a quiet machine."""
+    make_clips(OUT_DIR)
     runs: dict[str, list[dict[str, float]]] = {"local": [], "ray1": [], "ray2": []}
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            for n in range(rounds):
-                for name in runs:
-                    others = wait_for_quiet(max_wait)
-                    out = Path(tmp) / f"{name}-{n}.jsonl"
-                    if name == "local":
-                        figures = run_local(paths, request, spec, out)
-                    else:
-                        figures = run_ray(paths, request, spec, out, int(name[-1]))
-                    runs[name].append(figures | {"other_cores_before": others})
-    finally:
-        ray.shutdown()
+    for _ in range(rounds):
+        for kind in runs:
+            others = wait_for_quiet(max_wait)
+            figures = run_worker(__file__, {"kind": kind}, retries=0, env={"OMP_NUM_THREADS": "1"})
+            runs[kind].append(figures | {"other_cores_before": others})
     return runs
 
 
@@ -156,8 +167,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3, help="measurements of each kind (medians are reported)")
     parser.add_argument("--max-wait", type=float, default=30, help="seconds to wait for a quiet machine per run")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    output.configure(quiet=True)
+    if args.worker:
+        answer_worker({"local": measure, "ray1": measure, "ray2": measure}, args.worker)
+        return
     import ray
 
     load_start = os.getloadavg()
@@ -176,6 +190,7 @@ def main() -> None:
         "ray_overhead_s_per_input_by_gap": round(gap, 5),
         "ray_overhead_pct_by_gap": round(100 * gap / local_s, 2),
         "ray2_speedup_over_ray1": round(median(runs["ray2"], "inputs_per_s") * one_s, 3),
+        "local_cores_used": round(median(runs["local"], "cores_used"), 2),
         "startup_s": {name: round(median(r, "startup_s"), 2) for name, r in runs.items()},
         "runs": {name: [{k: round(v, 4) for k, v in run.items()} for run in r] for name, r in runs.items()},
         "loadavg_start": [round(v, 2) for v in load_start],
