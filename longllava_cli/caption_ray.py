@@ -38,9 +38,10 @@ from ray.exceptions import RayError, RayTaskError
 from longllava_cli import backend as library
 from longllava_cli.caption import CaptionSummary, caption_or_error, missing_inputs, record_outcome, stop_on_sigint
 from longllava_cli.caption_job import caption_input, failure_message
+from longllava_cli.failures import RayClusterError
 from longllava_cli.jsonl import Record, Results
 from longllava_cli.output import ItemProgress, is_quiet, note, status
-from longllava_cli.ray_plan import LOCAL, ActorPlan, NodeResources, RayClusterError, RaySettings, plan_actors
+from longllava_cli.ray_plan import LOCAL, ActorPlan, NodeResources, RaySettings, plan_actors
 
 if TYPE_CHECKING:
     from longllava_cli.caption_job import CaptionJob

@@ -1,5 +1,6 @@
-"""What `caption --ray` asks of a Ray cluster, decided without importing Ray: the address to
-join, how many actors, and what each one reserves.
+"""What `caption --ray` asks of a Ray cluster, decided without importing Ray (nor the library:
+`--help` reads the addresses here): the address to join, how many actors, and what each one
+reserves.
 
 Addresses: `local` (what `--ray` alone means) starts a Ray cluster inside this run, on this
 machine; `auto` joins the cluster `ray start` set up on this machine (or RAY_ADDRESS);
@@ -21,18 +22,11 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sampling.errors import LongLLaVAError
-
 LOCAL = "local"
 AUTO = "auto"
 CPUS_PER_ACTOR_WITHOUT_GPU = 2
 RAY_EXTRA = 'pip install -e ".[ray]"'
 _HOST_PORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):\d{1,5}$")
-
-
-class RayClusterError(LongLLaVAError, RuntimeError):
-    """The Ray cluster cannot run this job as asked (no GPUs for GPU actors, no nodes, a worker
-    that cannot load the model)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -77,6 +71,8 @@ class ActorPlan:
 def check_ray_installed() -> None:
     """RayClusterError naming the extra to install when Ray is missing (found, not imported)."""
     if importlib.util.find_spec("ray") is None:
+        from longllava_cli.failures import RayClusterError
+
         raise RayClusterError(f"--ray needs Ray, which is not installed: {RAY_EXTRA}")
 
 
@@ -88,6 +84,8 @@ def is_ray_address(text: str) -> bool:
 def plan_actors(nodes: Sequence[NodeResources], settings: RaySettings) -> ActorPlan:
     """The actors for `settings` on `nodes` (module docstring). RayClusterError when GPU actors are
     asked of a cluster without GPUs, or the cluster has no CPUs."""
+    from longllava_cli.failures import RayClusterError
+
     total_cpus = sum(n.cpus for n in nodes)
     total_gpus = sum(n.gpus for n in nodes)
     if total_cpus <= 0:

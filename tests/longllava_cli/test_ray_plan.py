@@ -12,10 +12,10 @@ from hypothesis import strategies as st
 from longllava_cli.app import app
 from longllava_cli.caption import expand_inputs, select_shard
 from longllava_cli.errors import EXIT_FAILURE, EXIT_USAGE
+from longllava_cli.failures import RayClusterError
 from longllava_cli.optional_value import fill_optional_values
 from longllava_cli.ray_plan import (
     NodeResources,
-    RayClusterError,
     RaySettings,
     fitting_cpus,
     is_ray_address,
