@@ -27,6 +27,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +42,7 @@ from longllava_cli.caption_job import caption_input, failure_message
 from longllava_cli.failures import RayClusterError
 from longllava_cli.jsonl import Record, Results
 from longllava_cli.output import ItemProgress, is_quiet, note, status
-from longllava_cli.ray_plan import LOCAL, ActorPlan, NodeResources, RaySettings, plan_actors
+from longllava_cli.ray_plan import AUTO, LOCAL, ActorPlan, NodeResources, RaySettings, plan_actors
 
 if TYPE_CHECKING:
     from longllava_cli.caption_job import CaptionJob
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
 
 MAX_ATTEMPTS = 3  # actors an input may take down before it gets an error record
 POLL_SECONDS = 0.5  # how often the driver looks at Ctrl-C while waiting
+CONNECT_SECONDS = 5  # how long a cluster's address may take to answer
 
 
 class Captioner:
@@ -164,13 +166,30 @@ def connect(settings: RaySettings) -> bool:
         logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
     else:
         options["address"] = settings.address
-    where = "a local Ray cluster" if settings.address == LOCAL else f"the Ray cluster at {settings.address}"
+    where = {LOCAL: "a local Ray cluster", AUTO: "the Ray cluster `ray start` runs on this machine (--ray auto)"}.get(
+        settings.address, f"the Ray cluster at {settings.address}"
+    )
+    check_listening(settings.address, where)
     with status(f"starting {where}" if settings.address == LOCAL else f"joining {where}"):
         try:
             ray.init(**options)
         except (ConnectionError, RuntimeError, ValueError) as e:
             raise RayClusterError(f"cannot reach {where}: {' '.join(str(e).split())[:300]}") from e
     return True
+
+
+def check_listening(address: str, where: str) -> None:
+    """For HOST:PORT and ray://HOST:PORT, RayClusterError at once when nothing answers there:
+    Ray itself would retry for minutes before it gives up."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return  # local, auto
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_SECONDS).close()
+    except OSError as e:
+        raise RayClusterError(
+            f"cannot reach {where} ({e.strerror or e}); start it with `ray start --head` or check the address"
+        ) from e
 
 
 def cluster_nodes() -> list[NodeResources]:

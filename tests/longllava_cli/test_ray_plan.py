@@ -128,3 +128,17 @@ def test_missing_ray_is_one_line(runner, video, tmp_path, monkeypatch):
     assert result.exit_code == EXIT_FAILURE
     [line] = result.stderr.strip().splitlines()[-1:]
     assert line == 'error: --ray needs Ray, which is not installed: pip install -e ".[ray]"'
+
+
+def test_an_address_nobody_answers_is_one_line_at_once(runner, video, tmp_path):
+    pytest.importorskip("ray")
+    import socket
+
+    with socket.socket() as probe:  # a port that was free a moment ago: nothing listens there
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    out = tmp_path / "o.jsonl"
+    result = runner.invoke(app, ["caption", str(video), "-o", str(out), "--ray", f"127.0.0.1:{port}"])
+    assert result.exit_code == EXIT_FAILURE
+    [line] = [ln for ln in result.stderr.splitlines() if ln.startswith("error:")]
+    assert line.startswith(f"error: cannot reach the Ray cluster at 127.0.0.1:{port} (") and "ray start --head" in line
