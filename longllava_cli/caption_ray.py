@@ -38,7 +38,7 @@ from ray.exceptions import RayError, RayTaskError
 
 from longllava_cli import backend as library
 from longllava_cli.caption import CaptionSummary, caption_or_error, missing_inputs, record_outcome, stop_on_sigint
-from longllava_cli.caption_job import caption_input, failure_message
+from longllava_cli.caption_job import STDOUT, caption_input, failure_message
 from longllava_cli.failures import RayClusterError
 from longllava_cli.jsonl import Record, Results
 from longllava_cli.output import ItemProgress, is_quiet, note, status
@@ -132,7 +132,7 @@ def run_captions_on_ray(job: CaptionJob, results: Results) -> CaptionSummary:
     """Caption the job's inputs missing from `results` on a Ray cluster (module docstring)."""
     assert job.ray is not None
     todo, summary = missing_inputs(job.paths, results)
-    started_here = connect(job.ray)
+    started_here = connect(job.ray, workers_to_stderr=job.output != STDOUT)
     try:
         nodes = cluster_nodes()
         plan = plan_actors(nodes, job.ray)
@@ -154,12 +154,15 @@ def run_captions_on_ray(job: CaptionJob, results: Results) -> CaptionSummary:
     return summary
 
 
-def connect(settings: RaySettings) -> bool:
+def connect(settings: RaySettings, *, workers_to_stderr: bool = True) -> bool:
     """Start a local cluster or join one; True when this call started Ray (and must shut it down).
-    A process where Ray is already initialised (library use, tests) keeps its connection."""
+    A process where Ray is already initialised (library use, tests) keeps its connection. The
+    actors' own output (warnings) is shown here unless quiet, or when results go to stdout (Ray
+    relays a worker's stdout to ours)."""
     if ray.is_initialized():
         return False
-    options: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": not is_quiet()}
+    relay = workers_to_stderr and not is_quiet()
+    options: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": relay}
     if settings.address == LOCAL:
         options["include_dashboard"] = False
         # Ray turns token authentication on for the clusters it starts, and says so: not news to our users.
