@@ -21,6 +21,7 @@ from typer.core import TyperGroup
 from longllava_cli import build, output
 from longllava_cli.clickcompat import Context, UsageError
 from longllava_cli.errors import exit_with_code, report_errors
+from longllava_cli.optional_value import OptionalValueCommand
 from longllava_cli.options import (
     DEFAULT_CAPTION_PROMPT,
     DEFAULT_CHUNK_TOKENS,
@@ -63,6 +64,8 @@ from longllava_cli.options import (
     VisionTowerOption,
 )
 from longllava_cli.output import note, require_stdout
+
+RAY_PANEL = "Scaling out"
 
 
 class _Group(TyperGroup):
@@ -259,7 +262,7 @@ def chat(
         raise typer.Exit(code)
 
 
-@app.command(no_args_is_help=True)
+@app.command(no_args_is_help=True, cls=OptionalValueCommand)
 def caption(
     ctx: typer.Context,
     inputs: Annotated[
@@ -302,6 +305,37 @@ def caption(
             help="On resume, redo inputs whose record is an error (else keep the error and skip them).",
         ),
     ] = True,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            metavar="[ADDRESS]",
+            show_default=False,
+            rich_help_panel=RAY_PANEL,
+            help="Caption on a Ray cluster: alone, a local one on this machine; 'auto' or HOST:PORT, the cluster "
+            "`ray start` runs; ray://HOST:PORT through Ray Client. Every node must see the inputs at the same paths.",
+        ),
+    ] = None,
+    actors: Annotated[
+        int | None,
+        typer.Option(
+            "--actors",
+            min=1,
+            show_default=False,
+            rich_help_panel=RAY_PANEL,
+            help="With --ray: model copies (actors). Default: one per GPU, else one per 2 CPUs.",
+        ),
+    ] = None,
+    gpus_per_actor: Annotated[
+        float | None,
+        typer.Option(
+            "--gpus-per-actor",
+            min=0,
+            show_default=False,
+            rich_help_panel=RAY_PANEL,
+            help="With --ray: GPUs each actor reserves. Default: 1 on clusters with GPUs, else 0.",
+        ),
+    ] = None,
     model: ModelOption = None,
     vision_tower: VisionTowerOption = None,
     device: DeviceOption = "auto",
@@ -331,12 +365,15 @@ def caption(
     """Caption many inputs into a JSON Lines file: resumable, shardable, one line per input.
 
     [dim]longllava caption videos/ -o captions.jsonl --shard 1/4[/dim]
+    [dim]longllava caption /shared/videos/ -o captions.jsonl --ray auto[/dim]
     """
     from longllava_cli.caption_job import CaptionJob, check_output, report, run_job, select_inputs
 
     check_output(output)  # before any work: a file we did not write is never touched
+    settings = build.ray_settings(ctx)
     paths = select_inputs(inputs, output=output, shard=shard, recursive=recursive)
-    job = CaptionJob(output, paths, build.ask_request(ctx, [], [prompt]), build.model_spec(ctx), retry_errors)
+    request, spec = build.ask_request(ctx, [], [prompt]), build.model_spec(ctx)
+    job = CaptionJob(output, paths, request, spec, retry_errors, settings)
     summary, failed = run_job(job)
     report(job, summary, failed)
 

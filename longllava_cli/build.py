@@ -21,6 +21,7 @@ from longllava_cli.output import note
 from longllava_cli.paths import check_not_urls, expand_dash
 
 if TYPE_CHECKING:
+    from longllava_cli.ray_plan import RaySettings
     from model.request import AskRequest, ChatRequest, GenerationOptions, ModelSpec, RunOptions
     from sampling import SamplingOptions
 
@@ -164,6 +165,20 @@ def model_path(model: str | Path | None) -> Path | str:
         )
     note(DEMO_NOTICE)
     return demo
+
+
+def ray_settings(ctx: Context) -> RaySettings | None:
+    """`caption --ray [ADDRESS]` with its pool options, or None (caption in this process)."""
+    from longllava_cli.ray_plan import RaySettings, check_ray_installed
+
+    address, actors, gpus = ctx.params.get("ray"), ctx.params.get("actors"), ctx.params.get("gpus_per_actor")
+    if address is None:
+        if given(ctx, "actors") or given(ctx, "gpus_per_actor"):
+            raise UsageError("--actors and --gpus-per-actor apply with --ray")
+        return None
+    settings = _checked(RaySettings, {"address": address, "actors": actors, "gpus_per_actor": gpus})
+    check_ray_installed()
+    return settings
 
 
 def output_mode(ctx: Context) -> tuple[bool, bool]:
