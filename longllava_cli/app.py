@@ -1,4 +1,4 @@
-"""The `longllava` command line: ask, caption, frames, info, estimate, pull, models, cache.
+"""The `longllava` command line: ask, chat, caption, frames, info, estimate, pull, models, cache.
 
 Each command parses its options (Typer, the shared aliases of `options.py`), builds the library's
 request objects from them (`build.py`: precedence of flags over the config file, usage errors),
@@ -21,6 +21,7 @@ from typer.core import TyperGroup
 from longllava_cli import build, output
 from longllava_cli.clickcompat import Context, UsageError
 from longllava_cli.errors import exit_with_code, report_errors
+from longllava_cli.optional_value import OptionalValueCommand
 from longllava_cli.options import (
     DEFAULT_CACHE_SIZE,
     DEFAULT_CAPTION_PROMPT,
@@ -35,6 +36,7 @@ from longllava_cli.options import (
     CacheDirOption,
     CacheOption,
     CacheSizeOption,
+    ChatJsonOption,
     ChunkTokensOption,
     ConfigOption,
     DeviceOption,
@@ -66,6 +68,8 @@ from longllava_cli.options import (
     VisionTowerOption,
 )
 from longllava_cli.output import note, require_stdout
+
+RAY_PANEL = "Scaling out"
 
 
 class _Group(TyperGroup):
@@ -136,6 +140,7 @@ def _show_warning(message: Warning | str, category: type[Warning], *args: Any, *
     names = {cls.__name__ for cls in category.__mro__}
     informational = "SamplingNotice" in names and "DamagedMediaWarning" not in names
     note(f"{'note' if informational else 'warning'}: {' '.join(str(message).split())}")
+
 
 # --------------------------------------------------------------------------------------------
 # Commands: parse (the signature) -> request (build) -> call -> write
@@ -210,6 +215,61 @@ def ask(
 
 
 @app.command(no_args_is_help=True)
+def chat(
+    ctx: typer.Context,
+    paths: Annotated[
+        list[str],
+        typer.Argument(metavar="PATH...", show_default=False, help="Videos, images or folders to talk about."),
+    ],
+    model: ModelOption = None,
+    vision_tower: VisionTowerOption = None,
+    device: DeviceOption = "auto",
+    dtype: DtypeOption = Dtype.auto,
+    quantize: QuantizeOption = Quantize.none,
+    chunk_tokens: ChunkTokensOption = DEFAULT_CHUNK_TOKENS,
+    memory_budget: MemoryBudgetOption = None,
+    frames: FramesOption = DEFAULT_FRAMES,
+    fps: FpsOption = None,
+    max_frames: MaxFramesOption = MAX_FRAMES,
+    start: StartOption = None,
+    end: EndOption = None,
+    tiles: TilesOption = False,
+    tile_size: TileSizeOption = None,
+    max_tiles: MaxTilesOption = DEFAULT_MAX_TILES,
+    recursive: RecursiveOption = False,
+    backend: BackendOption = Backend.auto,
+    max_new_tokens: MaxNewTokensOption = DEFAULT_MAX_NEW_TOKENS,
+    temperature: TemperatureOption = 0.0,
+    top_p: TopPOption = 1.0,
+    top_k: TopKOption = 0,
+    seed: SeedOption = None,
+    json: ChatJsonOption = False,
+    verbose: VerboseOption = 0,
+    quiet: QuietOption = False,
+    config: ConfigOption = None,
+) -> None:
+    """Talk about videos, images and folders: the inputs are read once, follow-ups see earlier answers.
+
+    On a terminal: a prompt with line editing and history, answers streamed as they come.
+
+    Commands: /reset (back to the state after the inputs), /frames, /save FILE (JSON transcript), /exit.
+
+    Piped: one question per line in, one answer per line out (newlines inside as \\n), or --json lines.
+
+    [dim]printf 'Who speaks first?\\nWhat does she hold?\\n' | longllava chat talk.mp4 --json[/dim]
+    """
+    request = build.chat_request(ctx, paths)
+    spec = build.model_spec(ctx)
+    _check_paths_exist(request.inputs)  # before a model load that may take minutes
+    require_stdout()
+    from longllava_cli.chat import run_chat
+
+    code = run_chat(spec, request, json=json)
+    if code:
+        raise typer.Exit(code)
+
+
+@app.command(no_args_is_help=True, cls=OptionalValueCommand)
 def caption(
     ctx: typer.Context,
     inputs: Annotated[
@@ -252,6 +312,37 @@ def caption(
             help="On resume, redo inputs whose record is an error (else keep the error and skip them).",
         ),
     ] = True,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            metavar="[ADDRESS]",
+            show_default=False,
+            rich_help_panel=RAY_PANEL,
+            help="Caption on a Ray cluster: alone, a local one on this machine; 'auto' or HOST:PORT, the cluster "
+            "`ray start` runs; ray://HOST:PORT through Ray Client. Every node must see the inputs at the same paths.",
+        ),
+    ] = None,
+    actors: Annotated[
+        int | None,
+        typer.Option(
+            "--actors",
+            min=1,
+            show_default=False,
+            rich_help_panel=RAY_PANEL,
+            help="With --ray: model copies (actors). Default: one per GPU, else one per 2 CPUs.",
+        ),
+    ] = None,
+    gpus_per_actor: Annotated[
+        float | None,
+        typer.Option(
+            "--gpus-per-actor",
+            min=0,
+            show_default=False,
+            rich_help_panel=RAY_PANEL,
+            help="With --ray: GPUs each actor reserves. Default: 1 on clusters with GPUs, else 0.",
+        ),
+    ] = None,
     model: ModelOption = None,
     vision_tower: VisionTowerOption = None,
     device: DeviceOption = "auto",
@@ -281,12 +372,15 @@ def caption(
     """Caption many inputs into a JSON Lines file: resumable, shardable, one line per input.
 
     [dim]longllava caption videos/ -o captions.jsonl --shard 1/4[/dim]
+    [dim]longllava caption /shared/videos/ -o captions.jsonl --ray auto[/dim]
     """
     from longllava_cli.caption_job import CaptionJob, check_output, report, run_job, select_inputs
 
     check_output(output)  # before any work: a file we did not write is never touched
+    settings = build.ray_settings(ctx)
     paths = select_inputs(inputs, output=output, shard=shard, recursive=recursive)
-    job = CaptionJob(output, paths, build.ask_request(ctx, [], [prompt]), build.model_spec(ctx), retry_errors)
+    request, spec = build.ask_request(ctx, [], [prompt]), build.model_spec(ctx)
+    job = CaptionJob(output, paths, request, spec, retry_errors, settings)
     summary, failed = run_job(job)
     report(job, summary, failed)
 

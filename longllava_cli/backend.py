@@ -1,8 +1,8 @@
 """The CLI's only doors into the heavy library: loading a model and answering a request.
 
-The commands build the library's request objects (`model.request.ModelSpec`, `AskRequest`) and
-call `load_model` and `ask` here; tests replace these two functions to check the requests without
-a model. The library (torch, `model`, `sampling`) is imported inside the functions so
+The commands build the library's request objects (`model.request.ModelSpec`, `AskRequest`,
+`ChatRequest`) and call `load_model`, `ask` and `open_chat` here; tests replace these functions
+to check the requests without a model. The library (torch, `model`, `sampling`) is imported inside the functions so
 `longllava --help` never loads it. `check_device` turns a device this machine lacks into a usage
 error before anything loads.
 """
@@ -16,7 +16,8 @@ from longllava_cli.clickcompat import BadParameter
 
 if TYPE_CHECKING:
     from model import LongLLaVA
-    from model.request import AskRequest, ModelSpec
+    from model.chat import ChatSession
+    from model.request import AskRequest, ChatRequest, ModelSpec
     from model.results import AskResult
 
 
@@ -46,3 +47,11 @@ def ask(
     from model.api import ask as answer
 
     return answer(model, request, on_text=on_text, on_progress=on_progress)
+
+
+def open_chat(
+    model: Any, request: ChatRequest, on_progress: Callable[[str, int, int], None] | None = None
+) -> ChatSession:
+    from model.chat import open_chat as start
+
+    return start(model, request, on_progress=on_progress)

@@ -21,7 +21,8 @@ from longllava_cli.output import note
 from longllava_cli.paths import check_not_urls, expand_dash
 
 if TYPE_CHECKING:
-    from model.request import AskRequest, GenerationOptions, ModelSpec, RunOptions
+    from longllava_cli.ray_plan import RaySettings
+    from model.request import AskRequest, ChatRequest, GenerationOptions, ModelSpec, RunOptions
     from sampling import SamplingOptions
 
 _PREFIXES = {"k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
@@ -124,6 +125,22 @@ def ask_request(ctx: Context, inputs: list[str], questions: list[str], *, image_
     return _checked(AskRequest, fields)
 
 
+def chat_request(ctx: Context, inputs: list[str]) -> ChatRequest:
+    """The conversation's inputs (URLs refused; not `-`: stdin holds the questions) and settings."""
+    from model.request import ChatRequest
+
+    if "-" in inputs:
+        raise UsageError("chat reads its questions from stdin; give the paths as arguments, not '-'")
+    check_not_urls(inputs)
+    fields = {
+        "inputs": tuple(inputs),
+        "sampling": sampling_options(ctx),
+        "generation": generation_options(ctx),
+        "run": run_options(ctx),
+    }
+    return _checked(ChatRequest, fields)
+
+
 def model_spec(ctx: Context) -> ModelSpec:
     """Which checkpoint to load, where and how; the device is checked here, before any loading."""
     from model.request import ModelSpec
@@ -162,6 +179,20 @@ def model_path(model: str | Path | None) -> Path | str:
         )
     note(DEMO_NOTICE)
     return demo
+
+
+def ray_settings(ctx: Context) -> RaySettings | None:
+    """`caption --ray [ADDRESS]` with its pool options, or None (caption in this process)."""
+    from longllava_cli.ray_plan import RaySettings, check_ray_installed
+
+    address, actors, gpus = ctx.params.get("ray"), ctx.params.get("actors"), ctx.params.get("gpus_per_actor")
+    if address is None:
+        if given(ctx, "actors") or given(ctx, "gpus_per_actor"):
+            raise UsageError("--actors and --gpus-per-actor apply with --ray")
+        return None
+    settings = _checked(RaySettings, {"address": address, "actors": actors, "gpus_per_actor": gpus})
+    check_ray_installed()
+    return settings
 
 
 def output_mode(ctx: Context) -> tuple[bool, bool]:

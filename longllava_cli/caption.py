@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from longllava_cli.jsonl import Record, Results, ResultsFileError, normalise_path
+from longllava_cli.jsonl import Record, Results, ResultsFileError, is_success, normalise_path
 from longllava_cli.output import ItemProgress, note
 from longllava_cli.paths import read_stdin_paths
 
@@ -114,15 +114,16 @@ class CaptionSummary:
 
 
 @contextmanager
-def stop_on_sigint() -> Iterator[Callable[[], bool]]:
-    """Yields `stopping()`: True once SIGINT arrived. A second SIGINT raises KeyboardInterrupt."""
+def stop_on_sigint(what: str = "the current input") -> Iterator[Callable[[], bool]]:
+    """Yields `stopping()`: True once SIGINT arrived (announced as stopping after `what`). A second
+    SIGINT raises KeyboardInterrupt."""
     state = {"stop": False}
 
     def handle(signum: int, frame: Any) -> None:
         if state["stop"]:
             raise KeyboardInterrupt
         state["stop"] = True
-        note("interrupted: stopping after the current input (Ctrl-C again to stop now)")
+        note(f"interrupted: stopping after {what} (Ctrl-C again to stop now)")
 
     try:
         previous = signal.signal(signal.SIGINT, handle)
@@ -133,6 +134,46 @@ def stop_on_sigint() -> Iterator[Callable[[], bool]]:
         yield lambda: state["stop"]
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def caption_or_error(
+    path: str, caption_one: Callable[[str], Record], describe_failure: Callable[[BaseException], str]
+) -> Record:
+    """The one record of `path`: `caption_one(path)`'s success record, or `{"path", "error"}` with
+    `describe_failure`'s message when it raises (KeyboardInterrupt propagates). Local runs and Ray
+    workers make their records here, so both write the same lines."""
+    try:
+        return caption_one(path)
+    except Exception as error:
+        return {"path": path, "error": describe_failure(error)}
+
+
+def outcome(record: Record) -> str:
+    """What the progress shows for a finished input: "ok", or "error: <message>" without the
+    path the message starts with."""
+    if is_success(record):
+        return "ok"
+    return "error: " + str(record["error"]).removeprefix(f"{record['path']}: ")
+
+
+def missing_inputs(inputs: Sequence[str], results: Results) -> tuple[list[str], CaptionSummary]:
+    """The inputs not yet in `results` (normalised, repeats dropped, in order) and the summary to fill."""
+    unique = list(dict.fromkeys(normalise_path(p) for p in inputs))
+    todo = [p for p in unique if p not in results.done]
+    summary = CaptionSummary(total=len(unique), skipped=len(unique) - len(todo))
+    if summary.skipped:
+        note(f"resuming: {summary.skipped} of {summary.total} inputs already in {results.path}")
+    return todo, summary
+
+
+def record_outcome(summary: CaptionSummary, results: Results, record: Record, progress: ItemProgress) -> None:
+    """Append one finished input's record, count it and show it."""
+    results.append(record)
+    if is_success(record):
+        summary.succeeded += 1
+    else:
+        summary.failed += 1
+    progress.advance(record["path"], outcome(record))
 
 
 def run_captions(
@@ -146,25 +187,12 @@ def run_captions(
     (`normalise_path`) and repeats dropped. `caption_one(path)` gets the normalised path, returns
     the success record and raises on failure, which becomes `{"path", "error"}`
     (KeyboardInterrupt propagates)."""
-    unique = list(dict.fromkeys(normalise_path(p) for p in inputs))
-    todo = [p for p in unique if p not in results.done]
-    summary = CaptionSummary(total=len(unique), skipped=len(unique) - len(todo))
-    if summary.skipped:
-        note(f"resuming: {summary.skipped} of {len(unique)} inputs already in {results.path}")
+    todo, summary = missing_inputs(inputs, results)
     with stop_on_sigint() as stopping, ItemProgress(len(todo), "caption") as progress:
         for path in todo:
             if stopping():
                 summary.interrupted = True
                 break
-            try:
-                record = caption_one(path)
-            except Exception as error:
-                message = describe_failure(error)
-                results.append({"path": path, "error": message})
-                summary.failed += 1
-                progress.advance(path, "error: " + message.removeprefix(f"{path}: "))
-            else:
-                results.append(record)
-                summary.succeeded += 1
-                progress.advance(path, "ok")
+            record = caption_or_error(path, caption_one, describe_failure)
+            record_outcome(summary, results, record, progress)
     return summary

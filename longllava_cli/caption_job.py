@@ -29,6 +29,7 @@ from longllava_cli.output import note, status
 from longllava_cli.paths import check_not_urls
 
 if TYPE_CHECKING:
+    from longllava_cli.ray_plan import RaySettings
     from model.request import AskRequest, ModelSpec
     from model.results import AskResult
 
@@ -45,6 +46,7 @@ class CaptionJob:
     request: AskRequest
     model: ModelSpec
     retry_errors: bool = True
+    ray: RaySettings | None = None  # caption on a Ray cluster (caption_ray.py) instead of in this process
 
 
 def check_output(output: str) -> None:
@@ -79,14 +81,25 @@ def run_job(job: CaptionJob) -> tuple[CaptionSummary | None, int]:
 def _caption_missing(job: CaptionJob, results: Results) -> CaptionSummary | None:
     if not [p for p in job.paths if p not in results.done]:
         return None
+    if job.ray is not None:
+        from longllava_cli.caption_ray import run_captions_on_ray  # imports Ray: only with --ray
+
+        return run_captions_on_ray(job, results)
     with status(f"loading {job.model.path}"):
         loaded = library.load_model(job.model)
+    caption_one = lambda path: caption_input(loaded, job.request, path)
+    return run_captions(list(job.paths), results, caption_one, describe_failure=failure_message)
 
-    def caption_one(path: str) -> dict[str, Any]:
-        request = dataclasses.replace(job.request, inputs=(path,))
-        return caption_record(path, library.ask(loaded, request))
 
-    return run_captions(list(job.paths), results, caption_one, describe_failure=lambda e: describe_error(e)[0])
+def caption_input(loaded: Any, request: AskRequest, path: str) -> dict[str, Any]:
+    """Caption one input with a loaded model: `request` asked of `path` alone, as its record.
+    Raises what the library raises (`caption_or_error` turns it into an error record)."""
+    return caption_record(path, library.ask(loaded, dataclasses.replace(request, inputs=(path,))))
+
+
+def failure_message(error: BaseException) -> str:
+    """An error record's message: the error table's one line, without "error:"."""
+    return describe_error(error)[0]
 
 
 def report(job: CaptionJob, summary: CaptionSummary | None, failed: int) -> None:

@@ -45,6 +45,7 @@ EXIT_BROKEN_PIPE = 141
 DEBUG_ENV = "LONGLLAVA_DEBUG"
 
 _FEWER_FRAMES = "use fewer --frames (or a lower --fps / --max-frames), a smaller --chunk-tokens or --dtype bfloat16"
+_CONVERSATION_FULL = "/reset starts again from the inputs; a lower --max-new-tokens leaves more room"
 _OTHER_OUTPUT = "choose another --output: a new file, a results file to resume, or - for stdout"
 _CHECKPOINT_FOLDER = (
     "--model takes a LongLLaVA checkpoint folder (config.json, *.safetensors, tokenizer.json) or a Hugging Face "
@@ -71,6 +72,7 @@ def error_rules() -> list[tuple[type[BaseException], ErrorRule]]:
     from model.errors import (
         CheckpointError,
         ContextTooLongError,
+        ConversationFullError,
         DownloadError,
         MemoryBudgetError,
         ModelError,
@@ -85,6 +87,7 @@ def error_rules() -> list[tuple[type[BaseException], ErrorRule]]:
         (ModelNotDownloadedError, ErrorRule(EXIT_FAILURE)),  # the message names the `pull` to run
         (DownloadError, ErrorRule(EXIT_FAILURE)),
         (CheckpointError, ErrorRule(EXIT_FAILURE, _CHECKPOINT_FOLDER)),
+        (ConversationFullError, ErrorRule(EXIT_FAILURE, _CONVERSATION_FULL)),
         (ContextTooLongError, ErrorRule(EXIT_FAILURE, _FEWER_FRAMES)),
         (MemoryBudgetError, _OUT_OF_MEMORY),
         (ModelError, ErrorRule(EXIT_FAILURE)),

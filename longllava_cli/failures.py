@@ -13,3 +13,8 @@ class StdoutClosedError(LongLLaVAError, OSError):
 
 class OutputPathError(LongLLaVAError, ValueError):
     """An output path the tool must not write (a usage error: nothing was read or written)."""
+
+
+class RayClusterError(LongLLaVAError, RuntimeError):
+    """`caption --ray` cannot run as asked: Ray missing, the cluster unreachable or without the
+    GPUs asked for, or its actors unable to load the model."""

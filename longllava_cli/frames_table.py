@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rich.console import Console
 from rich.table import Table
 
 from longllava_cli.output import note, status, stdout_console, write_json
@@ -93,8 +94,9 @@ def _tokens_per_group(
     return count_tokens_per_input(plans, encode=encode, tokens_per_image=tokens_per_image)
 
 
-def print_plans(description: dict[str, Any]) -> None:
-    """The description as a table on stdout; files a folder left out as warnings on stderr."""
+def print_plans(description: dict[str, Any], *, console: Console | None = None) -> None:
+    """The description as a table on `console` (default stdout); files a folder left out as
+    warnings on stderr."""
     with_tokens = "num_tokens" in description
     table = Table(show_lines=False, pad_edge=False, box=None, header_style="bold")
     for name in ("#", "input", "kind", "size", "available", "images", "visual tokens"):
@@ -115,7 +117,7 @@ def print_plans(description: dict[str, Any]) -> None:
         table.add_row(*row)
         for skipped in item["skipped"]:
             note(f"warning: skipped {skipped['path']}: {skipped['reason']}")
-    console = stdout_console()
+    console = console or stdout_console()
     console.print(table)
     total = f"{description['num_images']} images, {description['num_visual_tokens']:,} visual tokens"
     if with_tokens:

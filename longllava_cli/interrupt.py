@@ -41,3 +41,8 @@ def report() -> None:
     if not _State.reported:
         _State.reported = True
         print("error: interrupted", file=sys.stderr, flush=True)
+
+
+def clear() -> None:
+    """Forget an interrupt that was handled (Ctrl-C at the chat prompt only clears the line)."""
+    _State.interrupted = False

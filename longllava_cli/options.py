@@ -333,6 +333,14 @@ QuietLongOption = Annotated[
 JsonOption = Annotated[
     bool, typer.Option("--json", rich_help_panel=OUTPUT_PANEL, help="Write one JSON object to stdout.")
 ]
+ChatJsonOption = Annotated[
+    bool,
+    typer.Option(
+        "--json",
+        rich_help_panel=OUTPUT_PANEL,
+        help="One JSON object per answer, a line each: question, answer, tokens, finish_reason, turn, cache.",
+    ),
+]
 StreamOption = Annotated[
     bool,
     typer.Option("--stream", rich_help_panel=OUTPUT_PANEL, help="Write the answer as it is generated."),

@@ -139,10 +139,12 @@ def status(message: str) -> Iterator[Callable[[str], None]]:
 
 class ItemProgress:
     """Progress over a list of items on stderr: a rich bar with rate and ETA on a terminal, else
-    one plain line per finished item (`[3/10] name: ok (1.2 s/item, ETA 0:00:08)`)."""
+    one plain line per finished item (`[3/10] name: ok (1.2 s/item, ETA 0:00:08)`). `status`
+    (e.g. workers alive) follows the ETA when set."""
 
     def __init__(self, total: int, description: str) -> None:
         self.total, self.description = total, description
+        self.status = ""
         self.done = 0
         self.started = time.monotonic()
         self._bar: Progress | None = None
@@ -158,16 +160,23 @@ class ItemProgress:
                 TimeElapsedColumn(),
                 TextColumn("ETA"),
                 TimeRemainingColumn(),
+                TextColumn("{task.fields[status]}"),
                 console=stderr_console(),
                 transient=False,
             )
             self._bar.__enter__()
-            self._task = self._bar.add_task(self.description, total=self.total, rate="")
+            self._task = self._bar.add_task(self.description, total=self.total, rate="", status=self.status)
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self._bar is not None:
             self._bar.__exit__(None, None, None)
+
+    def set_status(self, text: str) -> None:
+        if text != self.status:
+            self.status = text
+            if self._bar is not None:
+                self._bar.update(self._task, status=text)
 
     def advance(self, label: str, outcome: str) -> None:
         self.done += 1
@@ -180,7 +189,8 @@ class ItemProgress:
             if outcome != "ok":
                 self._bar.console.print(f"{label}: {outcome}", markup=False, highlight=False)
         else:
-            note(f"[{self.done}/{self.total}] {label}: {outcome} ({rate}, ETA {eta})")
+            status = f"; {self.status}" if self.status else ""
+            note(f"[{self.done}/{self.total}] {label}: {outcome} ({rate}, ETA {eta}{status})")
 
 
 def format_size(num_bytes: int) -> str:

@@ -9,7 +9,8 @@ context. So `causal_attention` is a tiled online-softmax attention
 (FlashAttention's recurrence in plain PyTorch): key tiles left of the diagonal need no mask, the
 few tiles on it get an [l_q, s_k] one, tiles right of it are skipped. GQA folds the g query heads
 of a KV head into the query rows, so K/V are never repeated. Memory: a few score tiles (~24 MB).
-On CUDA, SDPA with a lower-right causal bias reaches the flash kernels, which do the same. On
+On CUDA, SDPA with a lower-right causal bias reaches the flash kernels, which do the same (in
+half precision; a float32 chunk with GQA stays with the tiled attention, see `model.dispatch`). On
 CPU, float32 prefill chunks go to the compiled kernel (`causal_attention_compiled`: the same
 recurrence in C, the whole chunk against cache and itself in one pass); otherwise, when this
 torch has its private flash kernel (it returns each row's log-sum-exp),

@@ -90,6 +90,34 @@ class JambaCache:
         """An independent copy: answering a second question after the same frames costs no prefill."""
         return JambaCache([c.clone() for c in self.layers], self.length)
 
+    def snapshot(self) -> CacheSnapshot:
+        """What `restore` needs to bring this cache back to now, after more tokens: the attention
+        lengths (keys and values before them are never rewritten) and copies of the Mamba states,
+        which do not rewind. A few MB where a fork would copy the whole KV cache."""
+        return CacheSnapshot(
+            self.length,
+            tuple(c.length if isinstance(c, AttentionCache) else c.clone() for c in self.layers),
+        )
+
+    def restore(self, snapshot: CacheSnapshot) -> None:
+        """Back to the state `snapshot` was taken in; the snapshot stays valid for another restore."""
+        if self.length < snapshot.length or len(self.layers) != len(snapshot.layers):
+            raise ValueError(f"a snapshot at {snapshot.length} tokens does not belong to this cache")
+        for i, saved in enumerate(snapshot.layers):
+            if isinstance(saved, MambaCache):
+                self.layers[i] = saved.clone()
+            else:
+                self.layers[i].length = saved
+        self.length = snapshot.length
+
+
+@dataclass(frozen=True)
+class CacheSnapshot:
+    """`JambaCache.snapshot`: the token count, and per layer the attention length or a Mamba state."""
+
+    length: int
+    layers: tuple[int | MambaCache, ...]
+
     @property
     def nbytes(self) -> int:
         return sum(c.nbytes for c in self.layers)

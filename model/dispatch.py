@@ -4,8 +4,8 @@
     Mamba      `choose_mixer_path`      conv: causal-conv1d (CUDA) | compiled (CPU) | PyTorch;
                                         scan: mamba-ssm chunk or step (CUDA) | compiled fused
                                         (CPU) | blocked | differentiable [compiled] | forced
-    attention  `choose_attention_path`  SDPA lower-right (CUDA) | compiled | flash pair | tiled
-                                        (CPU) | SDPA causal or reference (training)
+    attention  `choose_attention_path`  SDPA lower-right | tiled (CUDA) | compiled | flash pair |
+                                        tiled (CPU) | SDPA causal or reference (training)
 
 The choosers are pure functions of what decides: the device type, the dtype, the shapes, whether
 autograd records a graph (training), a scan forced by `JambaLM.set_scan`, and which optional
@@ -160,7 +160,14 @@ def choose_attention_path(
     if training:
         return AttentionPath.SDPA_CAUSAL if keys == queries else AttentionPath.REFERENCE
     if device == "cuda":
-        return AttentionPath.SDPA_LOWER_RIGHT
+        # SDPA's lower-right bias reaches a fused kernel only in half precision (flash, head_dim up
+        # to 256) or without GQA (memory-efficient, which refuses grouped heads); otherwise it falls
+        # back to the math kernel, which materialises all [b, h, l, s] scores: 40 GB for a 2048-row
+        # chunk after 150K keys at LongLLaVA-9B's 32 heads (pytorch/pytorch:torch/nn/attention/bias.py,
+        # aten/src/ATen/native/transformers/cuda/sdp_utils.cpp). A decode step's scores are small; a
+        # chunk then takes the tiled attention, bounded by its score tiles.
+        fused = (dtype in (torch.float16, torch.bfloat16) and head_dim <= 256) or heads == kv_heads
+        return AttentionPath.SDPA_LOWER_RIGHT if fused or queries == 1 else AttentionPath.TILED
     if device != "cpu":
         return AttentionPath.TILED
     compiled_fits = (

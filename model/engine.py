@@ -21,11 +21,11 @@ from dataclasses import dataclass
 
 import torch
 
-from model.cache import JambaCache
+from model.cache import CacheSnapshot, JambaCache
 from model.jamba import JambaLM
 from model.request import GenerationOptions
 
-__all__ = ["ChunkedPrefill", "Generated", "GenerationOptions", "generate", "pick_token"]
+__all__ = ["ChunkedPrefill", "Generated", "GenerationOptions", "PrefillMark", "generate", "pick_token"]
 
 
 class ChunkedPrefill:
@@ -65,6 +65,17 @@ class ChunkedPrefill:
         other.filled = self.filled
         return other
 
+    def mark(self) -> PrefillMark:
+        """The point reached so far, to come back to with `rewind` (the cache's snapshot and the
+        rows buffered but not yet run), without copying the attention cache."""
+        return PrefillMark(self.cache.snapshot(), self.buffer[0, : self.filled].clone())
+
+    def rewind(self, mark: PrefillMark) -> None:
+        """Back to `mark` of this prefill: what follows is computed exactly as it was after it."""
+        self.cache.restore(mark.cache)
+        self.filled = mark.rows.shape[0]
+        self.buffer[0, : self.filled] = mark.rows
+
     def finish(self) -> torch.Tensor:
         """Run what is buffered; return the last position's logits, float32 [V]."""
         if self.filled == 0:
@@ -79,6 +90,14 @@ class ChunkedPrefill:
         self.filled = 0
         self.seconds += time.perf_counter() - start
         return logits
+
+
+@dataclass(frozen=True)
+class PrefillMark:
+    """`ChunkedPrefill.mark`: the cache's snapshot and the buffered rows [filled, e]."""
+
+    cache: CacheSnapshot
+    rows: torch.Tensor
 
 
 @dataclass(frozen=True)

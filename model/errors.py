@@ -38,3 +38,8 @@ class QuantizationError(ModelError):
 class StateCacheWarning(UserWarning):
     """The state cache could not use or keep a saved state (damaged, foreign, unwritable): the
     answer is computed afresh and is the same; the message is one line naming the file."""
+
+
+class ConversationFullError(ContextTooLongError):
+    """A chat's next turn (question and the longest answer allowed) would go past the model's
+    context; the conversation is unchanged, and usable again after `reset()`."""

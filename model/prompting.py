@@ -14,12 +14,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from model.request import AskRequest
+from model.request import AskRequest, ChatRequest
 from sampling import InputError, InputPlan, SamplingOptions, plan_inputs
 from sampling.prompt import (
     IMAGE_SLOT,
+    LONGLLAVA_TEMPLATE,
+    ChatTemplate,
     ImageGroup,
     ImageSlot,
+    PromptError,
     TiledGroup,
     VideoGroup,
     VisualGroup,
@@ -69,7 +72,7 @@ class PlannedRequest:
 
     def num_tokens(self, max_new_tokens: int) -> int:
         """Cache positions the longest question can need, its answer included."""
-        return self.num_shared_tokens + max(map(len, self.suffixes)) + max_new_tokens
+        return self.num_shared_tokens + max(map(len, self.suffixes), default=0) + max_new_tokens
 
 
 def group_of(plan: InputPlan) -> VisualGroup:
@@ -84,20 +87,69 @@ def group_of(plan: InputPlan) -> VisualGroup:
 
 
 def plan_request(model: LongLLaVA, request: AskRequest) -> PlannedRequest:
-    """Plan the inputs (probing media, no decoding) and lay out and tokenize the prompt."""
-    sampling = request.sampling
+    """Plan the inputs (probing media, no decoding) and lay out and tokenize the prompt. With
+    `request.history`, each question's own tokens follow the earlier turns (`conversation_ids`)."""
+    return _plan(
+        model, request.inputs, request.sampling, request.run.show_timestamps, request.questions, request.history
+    )
+
+
+def plan_chat(model: LongLLaVA, request: ChatRequest) -> PlannedRequest:
+    """The plan of a conversation before its first question: the shared part (everything before
+    the first question) alone; `questions` and `suffixes` are empty."""
+    return _plan(model, request.inputs, request.sampling, request.run.show_timestamps, (), ())
+
+
+def _plan(
+    model: LongLLaVA,
+    inputs: Sequence[str],
+    sampling: SamplingOptions,
+    show_timestamps: bool,
+    questions: tuple[str, ...],
+    history: tuple[tuple[str, str], ...],
+) -> PlannedRequest:
     if model.vision is not None:
         sampling = dataclasses.replace(sampling, image_size=model.image_size)
-    plans = tuple(plan_inputs(list(request.inputs), sampling)) if request.inputs else ()
+    plans = tuple(plan_inputs(list(inputs), sampling)) if inputs else ()
     if plans and model.vision is None:
         raise InputError(f"{model.name} is a text-only model; it cannot look at {plans[0].source}")
-    questions = request.questions
+    if history and any(IMAGE_SLOT in q for q in (*questions, *(q for q, _ in history))):
+        raise PromptError(f"{IMAGE_SLOT} placeholders cannot be used with earlier turns: the inputs go in the first")
     groups = [group_of(p) for p in plans]
     per_image = model.tokens_per_image if groups else 1  # a text-only model has no images to size
-    prompt = split_prompt(groups, questions, model.tokenizer.encode, per_image, request.run.show_timestamps)
     encode = model.tokenizer.encode
-    suffixes = tuple(tuple(encode(q + prompt.tail)) if prompt.tail is not None else () for q in questions)
+    prompt = split_prompt(groups, questions, encode, per_image, show_timestamps)
+    if prompt.tail is None:
+        suffixes = tuple(() for _ in questions)
+    else:
+        suffixes = tuple(conversation_ids(history, q, prompt.tail, encode) for q in questions)
     return PlannedRequest(plans, sampling, prompt, questions, suffixes)
+
+
+def turn_ids(
+    question: str,
+    tail: str,
+    encode: Callable[[str], Sequence[int]],
+    *,
+    follow_up: bool,
+    template: ChatTemplate = LONGLLAVA_TEMPLATE,
+) -> tuple[int, ...]:
+    """A user turn's own tokens after the shared part or an earlier answer: `question + tail` for
+    the first question, `template.follow_up_prefix + question + tail` after an answer. Encoded on
+    their own, so they never merge with the tokens before them (an answer is kept as generated)."""
+    return tuple(encode((template.follow_up_prefix if follow_up else "") + question + tail))
+
+
+def conversation_ids(
+    history: Sequence[tuple[str, str]], question: str, tail: str, encode: Callable[[str], Sequence[int]]
+) -> tuple[int, ...]:
+    """The tokens after the shared part for `question` asked after the turns `history`: each
+    earlier turn (`turn_ids`) and its answer's tokens (`encode(answer)`), then the question's turn."""
+    ids: list[int] = []
+    for number, (earlier, answer) in enumerate(history):
+        ids += turn_ids(earlier, tail, encode, follow_up=number > 0)
+        ids += encode(answer)
+    return (*ids, *turn_ids(question, tail, encode, follow_up=bool(history)))
 
 
 def split_prompt(

@@ -99,13 +99,16 @@ class RunOptions:
 @dataclass(frozen=True, kw_only=True)
 class AskRequest:
     """Questions about inputs (paths of videos, images, folders), and how to answer them. A single
-    question or path may be given as a string; both become tuples."""
+    question or path may be given as a string; both become tuples. history: earlier turns of the
+    conversation, (question, answer) pairs, laid out in the model's chat template before each
+    question (the inputs go in the first turn), as `longllava chat` holds them."""
 
     inputs: tuple[str, ...] = ()
     questions: tuple[str, ...]
     sampling: SamplingOptions = field(default_factory=SamplingOptions)
     generation: GenerationOptions = field(default_factory=GenerationOptions)
     run: RunOptions = field(default_factory=RunOptions)
+    history: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "inputs", _as_strings(self.inputs))
@@ -113,6 +116,32 @@ class AskRequest:
         object.__setattr__(self, "questions", questions)
         if not self.questions:
             raise ValueError("a request needs at least one question")
+        object.__setattr__(self, "history", _as_turns(self.history))
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChatRequest:
+    """A conversation about inputs: what `AskRequest` holds but the questions, which come one at a
+    time (`model.chat.open_chat`)."""
+
+    inputs: tuple[str, ...] = ()
+    sampling: SamplingOptions = field(default_factory=SamplingOptions)
+    generation: GenerationOptions = field(default_factory=GenerationOptions)
+    run: RunOptions = field(default_factory=RunOptions)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "inputs", _as_strings(self.inputs))
+
+    def ask_request(self, question: str, history: tuple[tuple[str, str], ...] = ()) -> AskRequest:
+        """The one-shot request of `question` after the turns `history` (what a chat turn answers)."""
+        return AskRequest(
+            inputs=self.inputs,
+            questions=(question,),
+            sampling=self.sampling,
+            generation=self.generation,
+            run=self.run,
+            history=history,
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -132,6 +161,14 @@ class ModelSpec:
 
     def __post_init__(self) -> None:
         check_quantization(self.quantize)
+
+
+def _as_turns(turns: tuple | list) -> tuple[tuple[str, str], ...]:
+    pairs = tuple(tuple(turn) for turn in turns)
+    for pair in pairs:
+        if len(pair) != 2 or not all(isinstance(text, str) for text in pair):
+            raise ValueError(f"history holds (question, answer) pairs of strings, got {pair!r}")
+    return pairs  # type: ignore[return-value]
 
 
 def _as_strings(paths: str | os.PathLike[str] | tuple | list) -> tuple[str, ...]:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import torch
 
-from model.buffers import SCAN_BLOCK_ELEMENTS
+from model.buffers import CUDA_CORRECTION_BLOCK_ELEMENTS, SCAN_BLOCK_ELEMENTS
 
 
 def scan_reference(
@@ -158,7 +158,7 @@ def add_initial_state(
     """
     b, l, d = delta.shape
     S = torch.cumsum(delta, dim=1)  # [b, l, d]
-    block = max(1, SCAN_BLOCK_ELEMENTS // (b * d * A.shape[1]))
+    block = correction_block(delta.device.type, b=b, d=d, n=A.shape[1])
     y = y.clone()
     for start in range(0, l, block):
         sl = slice(start, start + block)
@@ -166,6 +166,13 @@ def add_initial_state(
         y[:, sl] += torch.einsum("bldn,bdn,bln->bld", decay, state, C[:, sl])
     last = last + torch.exp(S[:, -1, :, None] * A) * state
     return y, last
+
+
+def correction_block(device: str, *, b: int, d: int, n: int) -> int:
+    """Tokens per block of `add_initial_state` on a `device` type: a cache-sized buffer on the CPU,
+    a launch-amortising one on a GPU (model/buffers.py)."""
+    elements = CUDA_CORRECTION_BLOCK_ELEMENTS if device == "cuda" else SCAN_BLOCK_ELEMENTS
+    return max(1, elements // (b * d * n))
 
 
 def scan_cuda(
@@ -195,6 +202,10 @@ def step_cuda(
     from mamba_ssm.ops.triton.selective_state_update import selective_state_update
 
     state = state.clone()  # the kernel updates in place; callers keep their cache until we return
-    y = selective_state_update(state, x[:, 0], delta[:, 0], A, B[:, 0], C[:, 0])
+    # Zeros for D and the Δ bias keep the contract (no skip term; Δ already final) and are needed:
+    # mamba-ssm 2.3.2's wrapper cannot launch its kernel when either is None (it unpacks `*0` for
+    # their strides, a TypeError; state-spaces/mamba:mamba_ssm/ops/triton/selective_state_update.py).
+    zeros = x.new_zeros(x.shape[-1])
+    y = selective_state_update(state, x[:, 0], delta[:, 0], A, B[:, 0], C[:, 0], D=zeros, dt_bias=zeros)
     return y[:, None].float(), state
 

@@ -86,9 +86,18 @@ VisualGroup = ImageGroup | VideoGroup | TiledGroup
 
 @dataclass(frozen=True, kw_only=True)
 class ChatTemplate:
-    """A one-turn chat template: `text` with exactly one `{user}` where the user turn goes."""
+    """A chat template: `text` with exactly one `{user}` where the user turn goes, and
+    `turn_separator`, written after an answer before the next user turn.
+
+    A conversation is `prefix + user₁ + suffix + answer₁ + turn_separator + prefix + user₂ + suffix
+    + answer₂ …`: LongLLaVA's Jamba format, FreedomIntelligence/LongLLaVA:llava/conversation.py
+    (`conv_jambaInput`, `SeparatorStyle.Jamba`: roles `<|startoftext|><|User|>\\n` and
+    `<|startoftext|><|Assistant|>\\n`, `sep` and `sep2` both `\\n`), which is also the input side
+    of its training data (`llava/train/train.py`, `preprocess_jamba`): an earlier answer is followed
+    by `\\n`, not by `<|endoftext|>`, which only ends the answer being generated."""
 
     text: str = "<|startoftext|><|User|>\n{user}\n<|startoftext|><|Assistant|>\n"
+    turn_separator: str = "\n"
 
     def __post_init__(self) -> None:
         if self.text.count("{user}") != 1 or IMAGE_SLOT in self.text:
@@ -101,6 +110,11 @@ class ChatTemplate:
     @property
     def suffix(self) -> str:
         return self.text.partition("{user}")[2]
+
+    @property
+    def follow_up_prefix(self) -> str:
+        """What comes between an answer and the next user turn's text."""
+        return self.turn_separator + self.prefix
 
 
 @dataclass(frozen=True, kw_only=True)

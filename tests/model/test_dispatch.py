@@ -185,10 +185,18 @@ def test_compiled_attention_stops_at_2_to_the_24_keys():
     assert _attention_path(keys=40, max_keys=39) is AttentionPath.FLASH_CPU
 
 
-def test_cuda_takes_sdpa_lower_right_for_every_dtype_and_shape():
-    for dtype in (torch.float32, torch.bfloat16):
+def test_cuda_takes_sdpa_lower_right_where_a_fused_kernel_serves_it():
+    """Half precision reaches flash (GQA included), float32 without GQA the memory-efficient
+    kernel; a float32 chunk with GQA would reach SDPA's math kernel and all its [h, l, s] scores,
+    so it takes the tiled attention; a decode step's scores are small either way."""
+    sdpa, tiled = AttentionPath.SDPA_LOWER_RIGHT, AttentionPath.TILED
+    for dtype in (torch.float16, torch.bfloat16):
         for queries in (1, 64):
-            assert _attention_path("cuda", dtype, queries=queries, keys=200) is AttentionPath.SDPA_LOWER_RIGHT
+            assert _attention_path("cuda", dtype, queries=queries, keys=200) is sdpa
+    assert _attention_path("cuda", torch.bfloat16, head_dim=512) is tiled  # beyond flash's head sizes
+    assert _attention_path("cuda", torch.float32, queries=1, keys=200) is sdpa
+    assert _attention_path("cuda", torch.float32, queries=64, keys=200) is tiled  # 32 heads over 8
+    assert _attention_path("cuda", torch.float32, queries=64, keys=200, kv_heads=32) is sdpa
     assert _attention_path("mps") is AttentionPath.TILED  # other devices: the tiled PyTorch attention
 
 
@@ -205,7 +213,8 @@ def test_the_attention_layer_decides_from_its_tensors_and_grad_mode(monkeypatch)
     assert attention_path(q, k) is AttentionPath.COMPILED  # 2 · 16 = 32 rows per KV head
     assert attention_path(q[:, :, :1], k) is AttentionPath.FLASH_CPU
     assert attention_path(q, k, training=True) is AttentionPath.REFERENCE
-    assert attention_path(q, k, device="cuda") is AttentionPath.SDPA_LOWER_RIGHT
+    assert attention_path(q.bfloat16(), k.bfloat16(), device="cuda") is AttentionPath.SDPA_LOWER_RIGHT
+    assert attention_path(q, k, device="cuda") is AttentionPath.TILED  # float32 with GQA
     used = []
     monkeypatch.setattr(attn_mod, "attend", lambda path, q, k, v: used.append(path) or q)
     config = JambaConfig(vocab_size=16, hidden_size=32, intermediate_size=8, num_hidden_layers=1, num_attention_heads=4)
@@ -239,4 +248,6 @@ def test_inference_paths_on_each_device():
         "prefill": {"conv": "causal-conv1d", "scan": "mamba-ssm"},
         "decode": {"conv": "causal-conv1d", "scan": "mamba-ssm-step"},
     }
-    assert set(cuda["attention"].values()) == {"sdpa-lower-right"}
+    assert cuda["attention"] == {
+        "prefill_float32": "tiled", "prefill_bfloat16": "sdpa-lower-right", "decode": "sdpa-lower-right"
+    }

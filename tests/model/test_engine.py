@@ -157,3 +157,32 @@ def test_prefetcher_stops_its_thread_when_closed_early():
     assert next(prefetcher) == 0
     prefetcher.close()
     assert not prefetcher._thread.is_alive()
+
+
+def test_rewind_to_a_mark_continues_bit_for_bit_as_from_the_mark(tiny_lm):
+    """A mark costs no copy of the attention cache: rewinding restores lengths, Mamba states and
+    the buffered rows, so what follows is computed exactly as it was (and as on a fresh run)."""
+    rows, tail_a, tail_b = _rows(tiny_lm, 50, 1), _rows(tiny_lm, 9, 2), _rows(tiny_lm, 4, 3)
+
+    def fresh(tail):
+        prefill = ChunkedPrefill(tiny_lm, tiny_lm.new_cache(), 16)
+        prefill.push(rows)
+        prefill.push(tail)
+        return prefill.finish()
+
+    prefill = ChunkedPrefill(tiny_lm, tiny_lm.new_cache(capacity=8), 16)  # the KV buffers grow after the mark
+    prefill.push(rows)  # 48 rows run, 2 buffered
+    mark = prefill.mark()
+    prefill.push(tail_a)
+    first = prefill.finish()
+    five = GenerationOptions(max_new_tokens=5)
+    generate(tiny_lm, prefill.cache, first, decode=_decode, eos_token_ids=(), options=five)  # decode steps too
+    prefill.rewind(mark)
+    assert prefill.cache.length == 48 and prefill.filled == 2
+    prefill.push(tail_a)
+    assert torch.equal(prefill.finish(), first) and torch.equal(first, fresh(tail_a))
+    prefill.rewind(mark)
+    prefill.push(tail_b)
+    assert torch.equal(prefill.finish(), fresh(tail_b))
+    with pytest.raises(ValueError, match="does not belong"):
+        tiny_lm.new_cache().restore(mark.cache)

@@ -9,7 +9,7 @@ import torch
 import model.scan as scan_mod
 from model.dispatch import mamba_kernels_available
 from model.mamba import causal_conv, causal_conv_cuda
-from model.scan import add_initial_state, scan_blocked, scan_cuda, scan_reference, step_cuda
+from model.scan import add_initial_state, correction_block, scan_blocked, scan_cuda, scan_reference, step_cuda
 
 cuda = pytest.mark.skipif(
     not (torch.cuda.is_available() and mamba_kernels_available(torch.device("cuda"))),
@@ -65,6 +65,14 @@ def test_initial_state_correction_turns_zero_start_into_carried_start(monkeypatc
     y_ref, h_ref = scan_reference(x, delta, A, B, C, state)
     torch.testing.assert_close(y, y_ref, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(h, h_ref, atol=1e-5, rtol=1e-5)
+
+
+def test_the_correction_takes_bigger_blocks_on_a_gpu():
+    """At LongLLaVA-9B's widths (d 8192, n 16) a CPU block holds 2 tokens (cache-sized); on a GPU
+    16, so a 2048-token chunk launches 128 blocks per layer, not 1024; never fewer than 1 token."""
+    assert correction_block("cpu", b=1, d=8192, n=16) == 2
+    assert correction_block("cuda", b=1, d=8192, n=16) == 16
+    assert correction_block("cuda", b=64, d=8192, n=256) == 1
 
 
 def _conv_reference(x, tail, weight, bias):
