@@ -34,13 +34,15 @@ from typing import Any
 
 import torch
 
-from model.api import ProgressCallback, SharedPrefill, check_request_fits, prefill_shared
+from model.api import ProgressCallback, SharedPrefill, check_request_fits
 from model.engine import generate
 from model.errors import ConversationFullError
 from model.longllava import LongLLaVA
 from model.prompting import PlannedRequest, plan_chat, turn_ids
 from model.request import ChatRequest
 from model.results import Answer, InputInfo, describe_inputs
+from model.shared_state import shared_state
+from model.state_store import StateStore
 from sampling.prompt import IMAGE_SLOT, PromptError
 
 __all__ = ["ChatSession", "ChatTurn", "ConversationFullError", "context_tokens", "open_chat"]
@@ -82,17 +84,20 @@ def open_chat(
     on_progress: ProgressCallback | None = None,
     max_tokens: int | None = None,
 ) -> ChatSession:
-    """Read, encode and prefill `request.inputs` once (as `ask` does, its checks included) and
-    return the session that answers questions about them. max_tokens: bound the conversation
+    """Read, encode and prefill `request.inputs` once (as `ask` does, its checks included), or load
+    that state from the state cache when `request.run.cache_dir` holds it (`model.shared_state`),
+    and return the session that answers questions about them. max_tokens: bound the conversation
     below the model's context (`context_tokens`), e.g. to cap its memory."""
     planned = plan_chat(model, request)
     capacity = planned.num_tokens(request.generation.max_new_tokens)
     model.check_context(capacity)
     if request.run.memory_budget is not None:
         check_request_fits(model, capacity, request.run)
-    shared = prefill_shared(model, planned, request.run, capacity=capacity, on_progress=on_progress)
+    run = request.run
+    store = StateStore(run.cache_dir, run.cache_size) if run.cache_dir is not None else None
+    shared, cache = shared_state(model, planned, run, capacity=capacity, store=store, on_progress=on_progress)
     limit = context_tokens(model) if max_tokens is None else max_tokens
-    return ChatSession(model, request, planned, shared, max_tokens=limit, cache="off")
+    return ChatSession(model, request, planned, shared, max_tokens=limit, cache=cache)
 
 
 class ChatSession:

@@ -42,19 +42,25 @@ def test_chat_builds_the_request_from_ask_options(runner, monkeypatch, video):
     assert (g.max_new_tokens, g.temperature, g.seed, request.run.chunk_tokens) == (20, 0.5, 3, 64)
 
 
-def test_piped_json_one_object_per_answer(run_cli, video):
+def test_piped_json_one_object_per_answer_and_the_state_cache(run_cli, video):
     questions = "What happens?\n\nDescribe the scene.\n/reset\nWhat happens?\n"
-    result = run_cli("chat", str(video), "--frames", "8", "--model", str(DEMO_MODEL_DIR), "--json", input=questions)
-    assert result.returncode == 0, result.stderr
-    records = [json.loads(line) for line in result.stdout.splitlines()]
-    assert [set(r) for r in records] == [FIELDS] * 3  # the blank line skipped, /reset answered nothing
-    assert [(r["question"], r["turn"], r["cache"]) for r in records] == [
-        ("What happens?", 1, "off"),
-        ("Describe the scene.", 2, "off"),
-        ("What happens?", 1, "off"),
+    args = ("chat", str(video), "--frames", "8", "--model", str(DEMO_MODEL_DIR), "--json")
+    runs = [run_cli(*args, input=questions) for _ in range(2)]  # the same state folder (conftest)
+    assert all(result.returncode == 0 for result in runs), runs[0].stderr + runs[1].stderr
+    first, again = ([json.loads(line) for line in result.stdout.splitlines()] for result in runs)
+    assert [set(r) for r in first] == [FIELDS] * 3  # the blank line skipped, /reset answered nothing
+    assert [(r["question"], r["turn"], r["cache"]) for r in first] == [
+        ("What happens?", 1, "miss"),
+        ("Describe the scene.", 2, "miss"),
+        ("What happens?", 1, "miss"),
     ]
-    assert records[2] == records[0]  # after /reset: the first turn again, exactly
-    assert all(r["tokens"] >= 1 and r["finish_reason"] == "eos" for r in records)
+    assert first[2] == first[0]  # after /reset: the first turn again, exactly
+    assert all(r["tokens"] >= 1 and r["finish_reason"] == "eos" for r in first)
+    # The next chat on the same video starts from the saved state, and says the same.
+    assert [r["cache"] for r in again] == ["hit"] * 3
+    assert [{**r, "cache": "miss"} for r in again] == first
+    off = run_cli(*args, "--no-cache", input="What happens?\n")
+    assert off.returncode == 0 and json.loads(off.stdout) == {**first[0], "cache": "off"}
 
 
 def test_piped_text_one_line_per_answer_and_a_full_conversation(run_cli, video):
@@ -84,7 +90,7 @@ def test_terminal_prompt_streams_clears_on_ctrl_c_and_leaves_on_ctrl_d(longllava
         os.setsid()
         fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
-    env = {**os.environ, "TERM": "dumb", "XDG_CONFIG_HOME": str(tmp_path / "xdg")}
+    env = {**os.environ, "TERM": "dumb", "XDG_CONFIG_HOME": str(tmp_path / "xdg"), "XDG_CACHE_HOME": str(tmp_path)}
     args = [longllava_exe, "-q", "chat", str(video), "--frames", "8", "--model", str(DEMO_MODEL_DIR)]
     process = subprocess.Popen(args, stdin=slave, stdout=slave, stderr=slave, env=env, cwd=tmp_path,
                                preexec_fn=own_terminal)  # fmt: skip
@@ -95,6 +101,10 @@ def test_terminal_prompt_streams_clears_on_ctrl_c_and_leaves_on_ctrl_d(longllava
         os.write(master, b"What happens?\r")
         answer = screen.wait_for(b"\r\n\r\n> ").split(b"What happens?\r\n")[-1].split(b"\r\n")[0]
         assert answer.strip()
+        # As a person would, not in the instant between the prompt and readline's wait for keys: a
+        # SIGINT there is only noticed at the next key (CPython's readline waits in select() with no
+        # timeout, so the signal's flag is set but nothing wakes it).
+        time.sleep(0.5)
         os.write(master, b"typed, then Ctrl-C\x03")  # clears the line: no answer (the transcript shows), a new prompt
         screen.wait_for(b"> ")
         os.write(master, b"/save chat.json\r")
