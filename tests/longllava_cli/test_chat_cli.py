@@ -63,6 +63,16 @@ def test_piped_json_one_object_per_answer_and_the_state_cache(run_cli, video):
     assert off.returncode == 0 and json.loads(off.stdout) == {**first[0], "cache": "off"}
 
 
+def test_chat_starts_from_the_state_an_ask_saved(run_cli, video):
+    common = (str(video), "--frames", "8", "--model", str(DEMO_MODEL_DIR))
+    asked = run_cli("ask", *common, "What happens?", "--json")
+    chat = run_cli("chat", *common, "--json", input="What happens?\n")
+    assert asked.returncode == chat.returncode == 0, asked.stderr + chat.stderr
+    (answer,), record = json.loads(asked.stdout)["answers"], json.loads(chat.stdout)
+    assert json.loads(asked.stdout)["cache"] == "miss" and record["cache"] == "hit"
+    assert record["answer"] == answer["text"]
+
+
 def test_piped_text_one_line_per_answer_and_a_full_conversation(run_cli, video):
     # 16,300 new tokens fit the demo model's 16,384 positions once: no follow-up fits.
     args = ("chat", str(video), "--frames", "8", "--model", str(DEMO_MODEL_DIR), "--max-new-tokens", "16300")
