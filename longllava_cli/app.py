@@ -33,6 +33,7 @@ from longllava_cli.options import (
     BackendOption,
     ChunkTokensOption,
     ConfigOption,
+    DecodeWorkersOption,
     DeviceOption,
     Dtype,
     DtypeOption,
@@ -133,6 +134,7 @@ def _show_warning(message: Warning | str, category: type[Warning], *args: Any, *
     informational = "SamplingNotice" in names and "DamagedMediaWarning" not in names
     note(f"{'note' if informational else 'warning'}: {' '.join(str(message).split())}")
 
+
 # --------------------------------------------------------------------------------------------
 # Commands: parse (the signature) -> request (build) -> call -> write
 # --------------------------------------------------------------------------------------------
@@ -176,6 +178,7 @@ def ask(
     max_tiles: MaxTilesOption = DEFAULT_MAX_TILES,
     recursive: RecursiveOption = False,
     backend: BackendOption = Backend.auto,
+    decode_workers: DecodeWorkersOption = None,
     max_new_tokens: MaxNewTokensOption = DEFAULT_MAX_NEW_TOKENS,
     temperature: TemperatureOption = 0.0,
     top_p: TopPOption = 1.0,
@@ -262,6 +265,7 @@ def caption(
     max_tiles: MaxTilesOption = DEFAULT_MAX_TILES,
     recursive: RecursiveOption = False,
     backend: BackendOption = Backend.auto,
+    decode_workers: DecodeWorkersOption = None,
     max_new_tokens: MaxNewTokensOption = DEFAULT_MAX_NEW_TOKENS,
     temperature: TemperatureOption = 0.0,
     top_p: TopPOption = 1.0,
@@ -302,6 +306,7 @@ def frames(
     max_tiles: MaxTilesOption = DEFAULT_MAX_TILES,
     recursive: RecursiveOption = False,
     backend: BackendOption = Backend.auto,
+    decode_workers: DecodeWorkersOption = None,
     json: JsonOption = False,
     contact_sheet: Annotated[
         Path | None,
@@ -341,7 +346,7 @@ def frames(
     if contact_sheet is not None:
         sheet = SheetRequest(contact_sheet, check_sheet_path(contact_sheet, inputs), columns, thumb_width)
     require_stdout()
-    show_frames(inputs, options, summary, sheet, json=json)
+    show_frames(inputs, options, summary, sheet, json=json, decode_workers=build.decode_workers(ctx))
 
 
 @app.command()

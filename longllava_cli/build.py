@@ -86,12 +86,22 @@ def generation_options(ctx: Context) -> GenerationOptions:
 
 
 def run_options(ctx: Context) -> RunOptions:
-    """Chunking and the memory budget: --memory-budget, else the memory of the model's device."""
+    """Chunking, decoding threads and the memory budget: --memory-budget, else the memory of the
+    model's device."""
     from model.request import DEVICE_MEMORY, RunOptions
 
     size = ctx.params.get("memory_budget")
     budget = parse_size_option(size, "--memory-budget") if size else DEVICE_MEMORY
-    return _checked(RunOptions, {"chunk_tokens": ctx.params["chunk_tokens"], "memory_budget": budget})
+    fields = {"chunk_tokens": ctx.params["chunk_tokens"], "memory_budget": budget}
+    return _checked(RunOptions, {**fields, "decode_workers": decode_workers(ctx)})
+
+
+def decode_workers(ctx: Context) -> int:
+    """--decode-workers, else the library's default (the CPU cores, capped)."""
+    from sampling.parallel import default_decode_workers
+
+    workers = ctx.params.get("decode_workers")
+    return workers if workers is not None else default_decode_workers()
 
 
 def ask_request(ctx: Context, inputs: list[str], questions: list[str], *, image_size: int | None = None) -> AskRequest:
