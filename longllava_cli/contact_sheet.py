@@ -19,6 +19,7 @@ temporary file beside it and renamed, so a failure never leaves half a picture.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import os
 import tempfile
@@ -142,9 +143,11 @@ def _cell_units(plan: InputPlan, options: SamplingOptions, box: tuple[int, int],
         assert plan.video is not None
         times = {f.index: f.timestamp for f in plan.frames}
         # One decoder for the whole video when alone (it continues from GOP to GOP), else one per GOP.
-        segments = split_video(plan.video, list(times), options.backend) if workers > 1 else [tuple(times)]
+        indices = list(times)
+        segments = split_video(plan.video, indices, options.backend) if workers > 1 else [tuple(indices)]
         for segment in segments:
-            yield Unit(len(segment), partial(_video_cells, plan, segment, times, options, box))
+            rest = tuple(indices[indices.index(segment[0]) :])  # read lazily, left after the segment
+            yield Unit(len(segment), partial(_video_cells, plan, rest, len(segment), times, options, box))
     elif plan.kind == "tiled":
         yield Unit(1, partial(_tiled_cell, plan, options, box))
     else:
@@ -153,11 +156,17 @@ def _cell_units(plan: InputPlan, options: SamplingOptions, box: tuple[int, int],
 
 
 def _video_cells(
-    plan: InputPlan, segment: tuple[int, ...], times: dict, options: SamplingOptions, box: tuple[int, int]
+    plan: InputPlan, rest: tuple[int, ...], size: int, times: dict, options: SamplingOptions, box: tuple[int, int]
 ) -> Iterator[Thunk[Cell]]:
+    """The first `size` frames of `rest`: the rest of the video is handed to the reader so that a
+    failure names what the sequential loop would (`sampling.frames._segment_steps`)."""
     assert plan.video is not None
-    for index, rgb in read_video_frames(plan.video, segment, backend=options.backend):
-        yield partial(_cell, Image.fromarray(rgb), format_timestamp(times[index] or 0.0), box)
+    decoded = read_video_frames(plan.video, rest, backend=options.backend)
+    try:
+        for index, rgb in itertools.islice(decoded, size):
+            yield partial(_cell, Image.fromarray(rgb), format_timestamp(times[index] or 0.0), box)
+    finally:
+        decoded.close()
 
 
 def _tiled_cell(plan: InputPlan, options: SamplingOptions, box: tuple[int, int]) -> Iterator[Thunk[Cell]]:

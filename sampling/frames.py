@@ -14,6 +14,7 @@ most `max(batch_size, WINDOW_PER_WORKER · workers)` pictures are decoded ahead 
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -152,8 +153,12 @@ def _units(
     else:
         assert plan.video is not None, "a video plan carries its VideoInfo"
         times = {f.index: f.timestamp for f in plan.frames}
-        for segment in split_video(plan.video, list(times), options.backend):
-            yield Unit(len(segment), partial(_segment_steps, plan, segment, times, options.image_size, read, stats))
+        indices = list(times)
+        for segment in split_video(plan.video, indices, options.backend):
+            rest = tuple(indices[indices.index(segment[0]) :])
+            yield Unit(
+                len(segment), partial(_segment_steps, plan, rest, len(segment), times, options.image_size, read, stats)
+            )
 
 
 _stats_lock = threading.Lock()
@@ -161,20 +166,26 @@ _stats_lock = threading.Lock()
 
 def _segment_steps(
     plan: InputPlan,
-    segment: tuple[int, ...],
+    rest: tuple[int, ...],
+    size: int,
     times: dict[int, float | None],
     image_size: int,
     read: VideoReader,
     stats: DecodeStats | None,
 ) -> Iterator[Thunk[SampledFrame]]:
-    """Frames of one segment of a video, by a decoder of its own: decoded in the step (with the
-    backend fallback of `read_video_frames`), preprocessed in the thunk."""
+    """The first `size` frames of `rest` (a segment, then every later wanted frame of the video), by
+    a decoder of its own: decoded in the step, preprocessed in the thunk. The reader is handed the
+    rest of the video, read lazily and left after the segment, so that when PyAV fails inside the
+    segment the fallback decoders are tried on what the sequential loop would try them on, and
+    fail with the same message."""
     assert plan.video is not None
     own = DecodeStats()
+    decoded = read(plan.video, rest, stats=own)
     try:
-        for index, rgb in read(plan.video, segment, stats=own):
+        for index, rgb in itertools.islice(decoded, size):
             yield partial(_video_frame, plan, index, times[index], rgb, image_size)
     finally:
+        decoded.close()
         if stats is not None:
             with _stats_lock:  # segments end on several threads
                 stats.num_decoded += own.num_decoded
