@@ -121,6 +121,8 @@ class _Scheduler:
             if running.steps is None:
                 running.steps = iter(running.unit.start())
             thunk = next(running.steps)
+            if running.made + 1 == running.unit.size:
+                _close(running)  # its last item: free the decoder now, not when everything is done
         except StopIteration:
             error = RuntimeError(f"a unit of work ended after {running.made} of its {running.unit.size} items")
         except BaseException as e:  # re-raised to the consumer at this item's place
@@ -172,8 +174,13 @@ class _Scheduler:
         for thread in threads:
             thread.join()
         for running in self.units:  # no thread runs them any more: close their files here
-            if running.steps is not None and hasattr(running.steps, "close"):
-                running.steps.close()
+            _close(running)
+
+
+def _close(running: _Running) -> None:
+    steps, running.steps = running.steps, None
+    if steps is not None and hasattr(steps, "close"):
+        steps.close()
 
 
 def iter_units(units: Sequence[Unit[T]], *, workers: int, window: int) -> Iterator[T]:

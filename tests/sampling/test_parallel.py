@@ -159,3 +159,20 @@ def test_closing_early_stops_the_threads_and_closes_the_units() -> None:
     assert [next(items) for _ in range(5)] == [0, 1, 2, 3, 4]
     items.close()
     assert 0 in closed and not [t for t in threading.enumerate() if t.name.startswith("longllava-decode")]
+
+
+def test_a_unit_is_closed_as_soon_as_its_last_item_is_made() -> None:
+    # A video segment holds an open decoder until its generator ends: hundreds of GOPs must not
+    # keep hundreds of decoders (and their buffers) alive until the last frame.
+    closed: list[int] = []
+
+    def two(number: int) -> Iterator:
+        try:
+            yield partial(int, 2 * number)
+            yield partial(int, 2 * number + 1)
+        finally:
+            closed.append(number)
+
+    items = iter_ordered([Unit(2, partial(two, n)) for n in range(5)], workers=2, window=2)
+    assert [next(items), next(items)] == [0, 1] and 0 in closed
+    assert list(items) == list(range(2, 10)) and sorted(closed) == list(range(5))
