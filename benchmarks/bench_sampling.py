@@ -27,7 +27,7 @@ from pathlib import Path
 import av
 import cv2
 import numpy as np
-from measure import Meter, print_json_line, timed
+from measure import Meter, print_json_line, timed, wait_for_quiet
 
 from sampling.gop import DecodeStats, count_floor_decodes
 from sampling.indices import spread_evenly
@@ -151,9 +151,10 @@ def frames_per_second(run: Callable[[], int]) -> tuple[float, float, float]:
     return count / meter.seconds, meter.others_cpu_s / meter.seconds, cpu_ms
 
 
-def measure_scaling(path: Path, count: int, repeats: int) -> dict:
+def measure_scaling(path: Path, count: int, repeats: int, max_wait_s: float) -> dict:
     """frames/s of `iter_frames` with 1 and 2 decoding threads, and of the sequential reader alone
-    (the floor), interleaved `repeats` times, best kept; the machine's load around them."""
+    (the floor), interleaved `repeats` times, best kept; the machine's load around them. Each
+    round first waits up to `max_wait_s` for other processes to leave the cores."""
     from sampling import SamplingOptions, iter_frames, plan_inputs
 
     options = SamplingOptions(num_frames=count)
@@ -166,6 +167,7 @@ def measure_scaling(path: Path, count: int, repeats: int) -> dict:
     best: dict[str, tuple[float, float, float]] = {}
     load_before = os.getloadavg()
     for _ in range(repeats):
+        wait_for_quiet(max_wait_s)
         for name, run in runs.items():
             rate, others, cpu_ms = frames_per_second(run)
             if rate > best.get(name, (0.0,))[0]:
@@ -194,6 +196,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="runs per method and K (best kept)")
     parser.add_argument("--rss", nargs=2, metavar=("VIDEO", "K"), help="sample K frames, print peak RSS (MiB)")
     parser.add_argument("--scaling-only", action="store_true", help="only the decoding threads' scaling")
+    parser.add_argument("--max-wait", type=float, default=120, help="seconds to wait for a quiet machine per round")
     args = parser.parse_args()
     if args.rss:
         sample_ours(Path(args.rss[0]), int(args.rss[1]))
@@ -204,7 +207,7 @@ def main() -> None:
     long = generate_video(OUT_DIR / "bench_20min_720p.mp4", 20)
     if args.generate_only:
         return
-    scaling = measure_scaling(long, SCALING_FRAMES, args.repeats)
+    scaling = measure_scaling(long, SCALING_FRAMES, args.repeats, args.max_wait)
     print(f"scaling at K={SCALING_FRAMES}: {scaling}")
     if args.scaling_only:
         print_json_line({"machine": f"{platform.machine()} cpus={scaling['cpus']}", "scaling": scaling})
