@@ -153,8 +153,8 @@ def frames_per_second(run: Callable[[], int]) -> tuple[float, float, float]:
 
 def measure_scaling(path: Path, count: int, repeats: int, max_wait_s: float) -> dict:
     """frames/s of `iter_frames` with 1 and 2 decoding threads, and of the sequential reader alone
-    (the floor), interleaved `repeats` times, best kept; the machine's load around them. Each
-    round first waits up to `max_wait_s` for other processes to leave the cores."""
+    (the floor), interleaved `repeats` times in a rotating order, best kept; the machine's load
+    around them. Each round first waits up to `max_wait_s` for other processes to leave the cores."""
     from sampling import SamplingOptions, iter_frames, plan_inputs
 
     options = SamplingOptions(num_frames=count)
@@ -166,9 +166,12 @@ def measure_scaling(path: Path, count: int, repeats: int, max_wait_s: float) -> 
     }
     best: dict[str, tuple[float, float, float]] = {}
     load_before = os.getloadavg()
-    for _ in range(repeats):
+    names = list(runs)
+    for round_number in range(repeats):
         wait_for_quiet(max_wait_s)
-        for name, run in runs.items():
+        shift = round_number % len(names)  # each method first in turn, right after the wait
+        for name in names[shift:] + names[:shift]:
+            run = runs[name]
             rate, others, cpu_ms = frames_per_second(run)
             if rate > best.get(name, (0.0,))[0]:
                 best[name] = (rate, others, cpu_ms)
