@@ -8,8 +8,11 @@ With `workers` > 1 the same pictures come from several threads (`parallel.iter_o
 GOP of a video holding wanted frames (`segments.split_video`), each image of a folder and each
 tiled picture is a unit of work with a decoder of its own, and every picture is preprocessed as a
 task of its own, so files, GOPs and preprocessing run side by side. The order, the pixels, indices
-and timestamps are those of the sequential loop, errors included (raised at the same place); at
-most `max(batch_size, WINDOW_PER_WORKER · workers)` pictures are decoded ahead of the consumer.
+and timestamps are those of the sequential loop, errors included (raised at the same place, with
+the same message); at most `max(batch_size, WINDOW_PER_WORKER · workers)` pictures are decoded
+ahead of the consumer. One difference, on damaged files only: where PyAV fails inside a GOP, the
+fallback decoder ("auto") takes over from there, but later GOPs start with PyAV again, whereas the
+sequential loop keeps the fallback to the end of the video.
 """
 
 from __future__ import annotations
