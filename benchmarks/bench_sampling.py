@@ -1,13 +1,17 @@
 """Frame sampling benchmark: ours vs decord get_batch, OpenCV seek-per-frame and the
 LongLLaVA way, on a generated 20-minute 1280×720 H.264 video with a keyframe every 250 frames.
 
-    python benchmarks/bench_sampling.py            # ~10 min on 2 cores; videos cached in benchmarks/out/
+    python benchmarks/bench_sampling.py            # ~12 min on 2 cores; videos cached in benchmarks/out/
+    python benchmarks/bench_sampling.py --scaling-only   # only the decoding threads' scaling (~3 min)
 
 Every method returns the same uniformly spread frames as uint8 RGB arrays (ours: the PyAV reader
 behind `iter_frames`, probe included; CLIP preprocessing is timed separately since the baselines
 do none). "Floor" is the number of frames decoded when each GOP is entered once at its keyframe
 and left after its last wanted frame. Peak RSS of ours is measured in a fresh subprocess per
-video length. The last line printed is one JSON object with every figure.
+video length. "scaling": frames/s of `iter_frames` (decode + CLIP preprocessing, the model's input)
+at K = 1000 with 1 and 2 decoding threads, against the floor: the sequential reader decoding the
+same frames without preprocessing, measured in the same run; with the load of the machine, since
+other processes on it depress the figures. The last line printed is one JSON object with every figure.
 """
 
 from __future__ import annotations
@@ -17,12 +21,13 @@ import os
 import platform
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import av
 import cv2
 import numpy as np
-from measure import print_json_line, timed
+from measure import Meter, print_json_line, timed, wait_for_quiet
 
 from sampling.gop import DecodeStats, count_floor_decodes
 from sampling.indices import spread_evenly
@@ -34,6 +39,8 @@ OUT_DIR = Path(__file__).resolve().parent / "out"
 WIDTH, HEIGHT, FPS, GOP = 1280, 720, 25, 250
 COUNTS = (16, 128, 1000)
 RSS_FRAMES = 128
+SCALING_FRAMES = 1000
+SCALING_WORKERS = (1, 2)
 
 
 def generate_video(path: Path, minutes: float) -> Path:
@@ -132,11 +139,67 @@ def time_preprocessing(path: Path, count: int = 64) -> float:
     return 1000 * seconds / count
 
 
+def frames_per_second(run: Callable[[], int]) -> tuple[float, float, float]:
+    """(frames/s, cores other processes used meanwhile, our CPU ms per frame) of one run returning
+    its frame count. The CPU time per frame does not depend on other processes: with it, what the
+    figures would be on an idle machine can be judged."""
+    cpu = os.times()
+    with Meter() as meter:
+        count = run()
+    own = os.times()
+    cpu_ms = 1000 * (own.user + own.system - cpu.user - cpu.system) / count
+    return count / meter.seconds, meter.others_cpu_s / meter.seconds, cpu_ms
+
+
+def measure_scaling(path: Path, count: int, repeats: int, max_wait_s: float) -> dict:
+    """frames/s of `iter_frames` with 1 and 2 decoding threads, and of the sequential reader alone
+    (the floor), interleaved `repeats` times in a rotating order, best kept; the machine's load
+    around them. Each round first waits up to `max_wait_s` for other processes to leave the cores."""
+    from sampling import SamplingOptions, iter_frames, plan_inputs
+
+    options = SamplingOptions(num_frames=count)
+    (plan,) = plan_inputs(path, options)
+    indices = [f.index for f in plan.frames]
+    runs: dict[str, Callable[[], int]] = {
+        "floor": lambda: sum(1 for _ in read_video_frames(plan.video, indices, backend="pyav")),
+        **{str(w): (lambda w=w: sum(1 for _ in iter_frames(plan, options, workers=w))) for w in SCALING_WORKERS},
+    }
+    best: dict[str, tuple[float, float, float]] = {}
+    load_before = os.getloadavg()
+    names = list(runs)
+    for round_number in range(repeats):
+        wait_for_quiet(max_wait_s)
+        shift = round_number % len(names)  # each method first in turn, right after the wait
+        for name in names[shift:] + names[:shift]:
+            run = runs[name]
+            rate, others, cpu_ms = frames_per_second(run)
+            if rate > best.get(name, (0.0,))[0]:
+                best[name] = (rate, others, cpu_ms)
+            print(f"  scaling {name:>5}: {rate:6.1f} frames/s, {cpu_ms:5.1f} CPU ms/frame (other processes: "
+                  f"{others:.2f} cores)", flush=True)  # fmt: skip
+    rates = {name: round(rate, 1) for name, (rate, _, _) in best.items()}
+    one, two = rates[str(SCALING_WORKERS[0])], rates[str(SCALING_WORKERS[-1])]
+    return {
+        "k": count,
+        "frames_per_s": {w: rates[w] for w in map(str, SCALING_WORKERS)},
+        "two_vs_one": round(two / one, 3),
+        "floor_frames_per_s": rates["floor"],
+        "vs_floor": {w: round(rates[w] / rates["floor"], 3) for w in map(str, SCALING_WORKERS)},
+        "cpu_ms_per_frame": {name: round(cpu_ms, 1) for name, (_, _, cpu_ms) in best.items()},
+        "others_cores": {name: round(others, 2) for name, (_, others, _) in best.items()},
+        "loadavg_before": [round(v, 2) for v in load_before],
+        "loadavg_after": [round(v, 2) for v in os.getloadavg()],
+        "cpus": len(os.sched_getaffinity(0)),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--generate-only", action="store_true", help="only write the cached videos")
     parser.add_argument("--repeats", type=int, default=2, help="runs per method and K (best kept)")
     parser.add_argument("--rss", nargs=2, metavar=("VIDEO", "K"), help="sample K frames, print peak RSS (MiB)")
+    parser.add_argument("--scaling-only", action="store_true", help="only the decoding threads' scaling")
+    parser.add_argument("--max-wait", type=float, default=120, help="seconds to wait for a quiet machine per round")
     args = parser.parse_args()
     if args.rss:
         sample_ours(Path(args.rss[0]), int(args.rss[1]))
@@ -146,6 +209,11 @@ def main() -> None:
     short = generate_video(OUT_DIR / "bench_5min_720p.mp4", 5)
     long = generate_video(OUT_DIR / "bench_20min_720p.mp4", 20)
     if args.generate_only:
+        return
+    scaling = measure_scaling(long, SCALING_FRAMES, args.repeats, args.max_wait)
+    print(f"scaling at K={SCALING_FRAMES}: {scaling}")
+    if args.scaling_only:
+        print_json_line({"machine": f"{platform.machine()} cpus={scaling['cpus']}", "scaling": scaling})
         return
 
     info = probe_video(long)
@@ -201,6 +269,7 @@ def main() -> None:
         "peak_rss_mib_k128": rss,
         "preprocess_ms_per_frame": round(preprocess_ms, 2),
         "benchmark_process_peak_rss_mib": round(high_water_rss_mib(), 1),
+        "scaling": scaling,
     }
     print_json_line(summary)
 

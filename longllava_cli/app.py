@@ -39,6 +39,7 @@ from longllava_cli.options import (
     ChatJsonOption,
     ChunkTokensOption,
     ConfigOption,
+    DecodeWorkersOption,
     DeviceOption,
     Dtype,
     DtypeOption,
@@ -188,6 +189,7 @@ def ask(
     max_tiles: MaxTilesOption = DEFAULT_MAX_TILES,
     recursive: RecursiveOption = False,
     backend: BackendOption = Backend.auto,
+    decode_workers: DecodeWorkersOption = None,
     max_new_tokens: MaxNewTokensOption = DEFAULT_MAX_NEW_TOKENS,
     temperature: TemperatureOption = 0.0,
     top_p: TopPOption = 1.0,
@@ -231,6 +233,7 @@ def chat(
     cache: CacheOption = True,
     cache_dir: CacheDirOption = None,
     cache_size: CacheSizeOption = DEFAULT_CACHE_SIZE,
+    decode_workers: DecodeWorkersOption = None,
     frames: FramesOption = DEFAULT_FRAMES,
     fps: FpsOption = None,
     max_frames: MaxFramesOption = MAX_FRAMES,
@@ -363,6 +366,7 @@ def caption(
     max_tiles: MaxTilesOption = DEFAULT_MAX_TILES,
     recursive: RecursiveOption = False,
     backend: BackendOption = Backend.auto,
+    decode_workers: DecodeWorkersOption = None,
     max_new_tokens: MaxNewTokensOption = DEFAULT_MAX_NEW_TOKENS,
     temperature: TemperatureOption = 0.0,
     top_p: TopPOption = 1.0,
@@ -406,6 +410,7 @@ def frames(
     max_tiles: MaxTilesOption = DEFAULT_MAX_TILES,
     recursive: RecursiveOption = False,
     backend: BackendOption = Backend.auto,
+    decode_workers: DecodeWorkersOption = None,
     json: JsonOption = False,
     contact_sheet: Annotated[
         Path | None,
@@ -445,7 +450,7 @@ def frames(
     if contact_sheet is not None:
         sheet = SheetRequest(contact_sheet, check_sheet_path(contact_sheet, inputs), columns, thumb_width)
     require_stdout()
-    show_frames(inputs, options, summary, sheet, json=json)
+    show_frames(inputs, options, summary, sheet, json=json, decode_workers=build.decode_workers(ctx))
 
 
 @app.command()

@@ -87,8 +87,9 @@ def generation_options(ctx: Context) -> GenerationOptions:
 
 
 def run_options(ctx: Context) -> RunOptions:
-    """Chunking, the memory budget (--memory-budget, else the memory of the model's device) and the
-    state cache (on for commands that have --cache, in --cache-dir or the user cache folder)."""
+    """Chunking, decoding threads, the memory budget (--memory-budget, else the memory of the model's
+    device) and the state cache (on for commands that have --cache, in --cache-dir or the user cache
+    folder)."""
     from model.request import DEVICE_MEMORY, RunOptions
 
     size = ctx.params.get("memory_budget")
@@ -97,7 +98,7 @@ def run_options(ctx: Context) -> RunOptions:
     if ctx.params.get("cache"):
         fields["cache_dir"] = state_dir(ctx.params.get("cache_dir"))
         fields["cache_size"] = parse_size_option(ctx.params["cache_size"], "--cache-size")
-    return _checked(RunOptions, fields)
+    return _checked(RunOptions, {**fields, "decode_workers": decode_workers(ctx)})
 
 
 def state_dir(cache_dir: Path | str | None) -> Path:
@@ -107,6 +108,14 @@ def state_dir(cache_dir: Path | str | None) -> Path:
     from model.state_store import default_state_dir
 
     return default_state_dir()
+
+
+def decode_workers(ctx: Context) -> int:
+    """--decode-workers, else the library's default (the CPU cores, capped)."""
+    from sampling.parallel import default_decode_workers
+
+    workers = ctx.params.get("decode_workers")
+    return workers if workers is not None else default_decode_workers()
 
 
 def ask_request(ctx: Context, inputs: list[str], questions: list[str], *, image_size: int | None = None) -> AskRequest:

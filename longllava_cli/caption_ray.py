@@ -64,7 +64,9 @@ class Captioner:
         import torch
 
         torch.set_num_threads(threads)
-        self.request = request
+        # Decoding threads too stay within the actor's CPU share (the driver's default is its own cores).
+        run = dataclasses.replace(request.run, decode_workers=min(request.run.decode_workers, threads))
+        self.request = dataclasses.replace(request, run=run)
         self.model: Any = None
         self.error: str | None = None
         try:

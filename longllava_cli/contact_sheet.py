@@ -6,7 +6,8 @@ each image of a folder (its file name), a lone image (its file name) and a tiled
 with its tile grid drawn over it. Cells are `thumb_width` × 3/4 of it plus a label strip, laid
 out `columns` to a row, so a sheet of n pictures is `min(n, columns) · thumb_width` wide and
 `ceil(n / columns) · (thumb_height + LABEL_HEIGHT)` high. Frames are decoded through sampling's
-readers one at a time and shrunk at once; only thumbnails are kept.
+readers and shrunk at once; only thumbnails are kept. With `workers` > 1, files and the GOPs of a
+video are decoded and shrunk side by side (`sampling.parallel`), the cells staying in order.
 
 The output path is checked before anything is decoded (`check_sheet_path`): a PNG, JPEG, WebP or
 TIFF name, its folder (created if missing), not one of the inputs, and not a file that longllava
@@ -18,10 +19,12 @@ temporary file beside it and renamed, so a failure never leaves half a picture.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,7 +33,9 @@ from PIL import Image, ImageDraw, ImageFont, ImageOps
 from longllava_cli.failures import OutputPathError
 from sampling.errors import display_path
 from sampling.images import load_image
+from sampling.parallel import Thunk, Unit, iter_units
 from sampling.readers import read_video_frames
+from sampling.segments import split_video
 
 if TYPE_CHECKING:
     from sampling import InputPlan, SamplingOptions
@@ -121,25 +126,65 @@ def format_timestamp(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:05.2f}" if hours else f"{minutes}:{secs:05.2f}"
 
 
-def iter_pictures(plans: Sequence[InputPlan], options: SamplingOptions) -> Iterator[tuple[Image.Image, str]]:
-    """(upright RGB picture, label) for every cell of the sheet, in prompt order."""
-    for plan in plans:
-        if plan.kind == "video":
-            assert plan.video is not None
-            times = {f.index: f.timestamp for f in plan.frames}
-            for index, rgb in read_video_frames(plan.video, list(times), backend=options.backend):
-                yield Image.fromarray(rgb), format_timestamp(times[index] or 0.0)
-        elif plan.kind == "tiled":
-            assert plan.grid is not None
-            image = _draw_grid(load_image(plan.source, fit=plan.scaled_size), options.tile_side)  # as the tiles are cut
-            yield image, f"{plan.source.name} {plan.grid[0]}x{plan.grid[1]} tiles"
-        else:
-            for frame in plan.frames:
-                yield load_image(frame.source), display_path(frame.source.name)
+Cell = tuple[Image.Image, str]
+
+
+def iter_cells(
+    plans: Sequence[InputPlan], options: SamplingOptions, *, thumb_width: int, workers: int = 1
+) -> Iterator[Cell]:
+    """(thumbnail, label) for every cell of the sheet, in prompt order, made by `workers` threads."""
+    box = (thumb_width, thumb_height(thumb_width))
+    units = [unit for plan in plans for unit in _cell_units(plan, options, box, workers)]
+    return iter_units(units, workers=workers, window=8 * workers)
+
+
+def _cell_units(plan: InputPlan, options: SamplingOptions, box: tuple[int, int], workers: int) -> Iterator[Unit[Cell]]:
+    if plan.kind == "video":
+        assert plan.video is not None
+        times = {f.index: f.timestamp for f in plan.frames}
+        # One decoder for the whole video when alone (it continues from GOP to GOP), else one per GOP.
+        indices = list(times)
+        segments = split_video(plan.video, indices, options.backend) if workers > 1 else [tuple(indices)]
+        for segment in segments:
+            rest = tuple(indices[indices.index(segment[0]) :])  # read lazily, left after the segment
+            yield Unit(len(segment), partial(_video_cells, plan, rest, len(segment), times, options, box))
+    elif plan.kind == "tiled":
+        yield Unit(1, partial(_tiled_cell, plan, options, box))
+    else:
+        for frame in plan.frames:
+            yield Unit(1, partial(_image_cell, frame.source, box))
+
+
+def _video_cells(
+    plan: InputPlan, rest: tuple[int, ...], size: int, times: dict, options: SamplingOptions, box: tuple[int, int]
+) -> Iterator[Thunk[Cell]]:
+    """The first `size` frames of `rest`: the rest of the video is handed to the reader so that a
+    failure names what the sequential loop would (`sampling.frames._segment_steps`)."""
+    assert plan.video is not None
+    decoded = read_video_frames(plan.video, rest, backend=options.backend)
+    try:
+        for index, rgb in itertools.islice(decoded, size):
+            yield partial(_cell, Image.fromarray(rgb), format_timestamp(times[index] or 0.0), box)
+    finally:
+        decoded.close()
+
+
+def _tiled_cell(plan: InputPlan, options: SamplingOptions, box: tuple[int, int]) -> Iterator[Thunk[Cell]]:
+    assert plan.grid is not None
+    image = _draw_grid(load_image(plan.source, fit=plan.scaled_size), options.tile_side)  # as the tiles are cut
+    yield partial(_cell, image, f"{plan.source.name} {plan.grid[0]}x{plan.grid[1]} tiles", box)
+
+
+def _image_cell(source: Path, box: tuple[int, int]) -> Iterator[Thunk[Cell]]:
+    yield partial(_cell, load_image(source), display_path(source.name), box)
+
+
+def _cell(picture: Image.Image, label: str, box: tuple[int, int]) -> Cell:
+    return ImageOps.contain(picture, box, Image.Resampling.BILINEAR), label
 
 
 def render_contact_sheet(
-    plans: Sequence[InputPlan], options: SamplingOptions, *, columns: int = 8, thumb_width: int = 192
+    plans: Sequence[InputPlan], options: SamplingOptions, *, columns: int = 8, thumb_width: int = 192, workers: int = 1
 ) -> Image.Image:
     """The sheet of every picture the plans will feed the model (see the module docstring)."""
     num_pictures = sum(1 if p.kind == "tiled" else len(p.frames) for p in plans)
@@ -149,10 +194,9 @@ def render_contact_sheet(
     font = ImageFont.load_default()
     cols = max(1, min(columns, num_pictures))
     box = (thumb_width, thumb_height(thumb_width))
-    for position, (picture, label) in enumerate(iter_pictures(plans, options)):
+    for position, (thumb, label) in enumerate(iter_cells(plans, options, thumb_width=thumb_width, workers=workers)):
         row, col = divmod(position, cols)
         x, y = col * thumb_width, row * (box[1] + LABEL_HEIGHT)
-        thumb = ImageOps.contain(picture, box, Image.Resampling.BILINEAR)
         sheet.paste(thumb, (x + (box[0] - thumb.width) // 2, y + (box[1] - thumb.height) // 2))
         draw.text((x + 3, y + box[1] + 2), _fit(draw, label, font, thumb_width - 6), fill=LABEL_COLOR, font=font)
     return sheet

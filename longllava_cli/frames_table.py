@@ -35,9 +35,16 @@ class SheetRequest:
 
 
 def show_frames(
-    inputs: list[str], options: SamplingOptions, summary: CheckpointSummary, sheet: SheetRequest | None, *, json: bool
+    inputs: list[str],
+    options: SamplingOptions,
+    summary: CheckpointSummary,
+    sheet: SheetRequest | None,
+    *,
+    json: bool,
+    decode_workers: int = 1,
 ) -> None:
-    """Plan the inputs, draw the contact sheet if asked, and write the plans (table or JSON)."""
+    """Plan the inputs, draw the contact sheet if asked (decoded by `decode_workers` threads), and
+    write the plans (table or JSON)."""
     from sampling import plan_inputs
 
     plans = plan_inputs(inputs, options)
@@ -47,7 +54,9 @@ def show_frames(
         from longllava_cli.contact_sheet import render_contact_sheet, save_sheet
 
         with status(f"writing {sheet.path}"):
-            picture = render_contact_sheet(plans, options, columns=sheet.columns, thumb_width=sheet.thumb_width)
+            picture = render_contact_sheet(
+                plans, options, columns=sheet.columns, thumb_width=sheet.thumb_width, workers=decode_workers
+            )
             save_sheet(picture, sheet.path, sheet.image_format)
         description["contact_sheet"] = {"path": str(sheet.path), "width": picture.width, "height": picture.height}
     if json:

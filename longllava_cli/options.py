@@ -29,6 +29,8 @@ DEFAULT_CHUNK_TOKENS = 2048  # model.api.RunOptions.chunk_tokens
 # A prefill chunk preallocates chunk_tokens x hidden_size activations: 64K positions is already
 # 1 GiB at LongLLaVA-9B's width in bfloat16, and more than any prompt of 1024 frames needs per step.
 MAX_CHUNK_TOKENS = 65536
+# More decoding threads than this is a typo (each holds a decoder and a few frames).
+MAX_DECODE_WORKERS = 256
 DEFAULT_MAX_NEW_TOKENS = 768  # model.engine.GenerationOptions.max_new_tokens
 DEFAULT_TOKENS_PER_IMAGE = 144  # 24×24 CLIP patches pooled 2×2 (docs/format.md, Vision)
 DEFAULT_CAPTION_PROMPT = "Describe what you see in detail."
@@ -264,6 +266,19 @@ BackendOption = Annotated[
         rich_help_panel=SAMPLING_PANEL,
         help="Video decoder; auto tries pyav, decord, opencv in turn. A named backend is the only one used: if it "
         "cannot read a file, that is an error. Animated GIF/WebP/APNG are always decoded by Pillow.",
+    ),
+]
+DecodeWorkersOption = Annotated[
+    int | None,
+    typer.Option(
+        "--decode-workers",
+        min=1,
+        max=MAX_DECODE_WORKERS,
+        metavar="N",
+        show_default=False,
+        rich_help_panel=SAMPLING_PANEL,
+        help="Threads decoding and preprocessing frames: files, and the GOPs of a video, side by side. The frames "
+        "are the same for any N. Default: the CPU cores, at most 8.",
     ),
 ]
 

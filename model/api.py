@@ -179,9 +179,10 @@ def prefill_shared(
     capacity: int,
     on_progress: ProgressCallback | None = None,
 ) -> SharedPrefill:
-    """Decode, encode and prefill the shared part of the prompt, streaming: frames are decoded in
-    a background thread `run.frames_ahead` ahead, encoded `run.vision_batch_size` at a time and
-    pushed through the LM in chunks of `run.chunk_tokens` positions. `capacity`: positions to
+    """Decode, encode and prefill the shared part of the prompt, streaming: frames are decoded (by
+    `run.decode_workers` threads) in the background `run.frames_ahead` ahead, encoded
+    `run.vision_batch_size` at a time and pushed through the LM in chunks of `run.chunk_tokens`
+    positions. `capacity`: positions to
     preallocate in the attention cache (prompt + answer), so it never reallocates.
     on_progress("vision", frames read, frames in all) follows the frames. When questions follow
     (the prompt has a tail), the last chunk is run at the end of the shared part: the state holds
@@ -197,7 +198,9 @@ def prefill_shared(
             on_progress("vision", len(frames_seen), num_images)
 
     vision_seconds = [0.0]
-    source = iter_frames(list(planned.plans), planned.sampling, batch_size=run.vision_batch_size)
+    source = iter_frames(
+        list(planned.plans), planned.sampling, batch_size=run.vision_batch_size, workers=run.decode_workers
+    )
     with Prefetcher(source, run.frames_ahead) as frames:
         features = _image_features(model, frames, run.vision_batch_size, record, vision_seconds)
         for segment in planned.prompt.shared:

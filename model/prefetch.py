@@ -43,6 +43,12 @@ class Prefetcher(Iterator[T]):
         except BaseException as error:  # handed to the consumer, which re-raises it
             self._put((None, error))
         finally:
+            # Stopped early: end the source here, in the thread that runs it (a generator's files,
+            # a pool of decoding threads), not whenever it is collected.
+            try:
+                getattr(source, "close", lambda: None)()
+            except BaseException as error:
+                self._put((None, error))
             self._put((_DONE, None))
 
     def _put(self, entry: tuple) -> None:

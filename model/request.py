@@ -22,6 +22,7 @@ from typing import Literal
 
 from model.module_kinds import NO_QUANTIZATION, check_quantization
 from sampling.options import SamplingOptions
+from sampling.parallel import default_decode_workers
 
 MIN_TEMPERATURE = 0.01
 MAX_TEMPERATURE = 100.0
@@ -66,7 +67,10 @@ class GenerationOptions:
 class RunOptions:
     """How to run a request. chunk_tokens: LM positions per prefill chunk (memory: one chunk of
     activations); vision_batch_size: images per vision-tower batch; frames_ahead: decoded frames
-    buffered ahead of the model; show_timestamps: write each frame's time into the prompt (the
+    buffered ahead of the model; decode_workers: threads decoding and preprocessing frames (files
+    and GOPs of a video side by side), by default the CPU cores, at most 8: the frames are the
+    same for any number, so it is here and not in `SamplingOptions`, which says which frames (nor
+    in the state cache's key); show_timestamps: write each frame's time into the prompt (the
     released models were not trained with it); memory_budget: fail early (MemoryBudgetError)
     when the memory model predicts more than this many bytes, "device" for the memory of the
     device the model runs on, None for no check. cache_dir: the state cache's folder
@@ -78,13 +82,14 @@ class RunOptions:
     chunk_tokens: int = 2048
     vision_batch_size: int = 8
     frames_ahead: int = 16
+    decode_workers: int = field(default_factory=default_decode_workers)
     show_timestamps: bool = False
     memory_budget: int | Literal["device"] | None = None
     cache_dir: Path | None = None
     cache_size: int = DEFAULT_CACHE_SIZE
 
     def __post_init__(self) -> None:
-        for name in ("chunk_tokens", "vision_batch_size", "frames_ahead"):
+        for name in ("chunk_tokens", "vision_batch_size", "frames_ahead", "decode_workers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.cache_size <= 0:

@@ -4,6 +4,8 @@ One image: pad to a square with the CLIP mean colour (the picture centred, as LL
 `expand2square`), resize to `size`² with Pillow bicubic (what `CLIPImageProcessor` does; the
 shortest-side resize and centre crop it then applies are no-ops on a square), scale by 1/255 and
 normalise with CLIP's mean and std (docs/format.md, Vision). Output: float32 tensor [3, size, size].
+A landscape picture takes an exact shortcut that never builds the square (`resize_padded`); the
+plain version is `preprocess_image_reference`, and a test keeps the two equal bit for bit.
 
 High resolution (docs/format.md, Prompt): the global image above plus the picture cut into a raster grid of
 `tile`² tiles at native resolution, the picture first padded right and down with the mean colour up
@@ -26,6 +28,7 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 # int(255 * CLIP_MEAN), as LLaVA's expand2square background.
 PAD_COLOR = (122, 116, 104)
 
+_BICUBIC = Image.Resampling.BICUBIC
 _MEAN = np.asarray(CLIP_MEAN, dtype=np.float32)
 _STD = np.asarray(CLIP_STD, dtype=np.float32)
 # [3, 256]: every uint8 value of each channel, scaled and normalised by the very float32
@@ -60,11 +63,40 @@ def normalize(pixels: np.ndarray) -> torch.Tensor:
 
 
 def preprocess_image(image: Image.Image, size: int) -> torch.Tensor:
-    """One RGB picture → float32 tensor [3, size, size] ready for the CLIP tower."""
+    """One RGB picture → float32 tensor [3, size, size] ready for the CLIP tower: bit for bit
+    `preprocess_image_reference`, without building the padded square of a landscape picture."""
+    return normalize(resize_padded(image, size))
+
+
+def preprocess_image_reference(image: Image.Image, size: int) -> torch.Tensor:
+    """`preprocess_image` as written: pad to a square, resize it bicubic, normalise."""
     square = pad_to_square(image)
     if square.size != (size, size):
         square = square.resize((size, size), Image.Resampling.BICUBIC)
     return normalize(np.asarray(square))
+
+
+def resize_padded(image: Image.Image, size: int) -> np.ndarray:
+    """uint8 [size, size, 3]: `pad_to_square(image)` resized bicubic to size², exactly as Pillow
+    resizes it, but for a picture wider than tall (a video frame) without the padded square.
+
+    Pillow resizes in two passes, each rounded to 8 bits: horizontal first, every row on its own
+    with coefficients that depend only on the widths, then vertical over the columns
+    (`ImagingResampleInner`, libImaging/Resample.c). The square's rows are the picture's rows and
+    rows of the pad colour, so its horizontal pass is the picture's horizontal resize with one pad
+    row's resize repeated above and below; the vertical pass then runs on the same rows. That
+    skips the square (W² pixels) and the horizontal pass over its pad rows: ~35 % of a 720p frame.
+    """
+    width, height = image.size
+    if width <= height or width == size:  # nothing to skip: a column of pad, or no resize at all
+        square = pad_to_square(image)
+        return np.asarray(square if square.size == (size, size) else square.resize((size, size), _BICUBIC))
+    top = (width - height) // 2  # as pad_to_square places the picture
+    rows = np.empty((width, size, 3), np.uint8)  # the square after the horizontal pass
+    rows[top : top + height] = np.asarray(image.resize((size, height), _BICUBIC))
+    pad = np.asarray(Image.new("RGB", (width, 1), PAD_COLOR).resize((size, 1), _BICUBIC))
+    rows[:top], rows[top + height :] = pad, pad
+    return np.asarray(Image.fromarray(rows).resize((size, size), _BICUBIC))
 
 
 def count_tile_grid(width: int, height: int, tile: int) -> tuple[int, int]:

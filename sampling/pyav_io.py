@@ -27,16 +27,20 @@ def open_input(path: Path) -> av.container.InputContainer:
     return av.open(str(path), metadata_errors="ignore")
 
 
-def threaded_video_stream(container: av.container.InputContainer) -> av.VideoStream:
+def threaded_video_stream(container: av.container.InputContainer, threads: int | None = None) -> av.VideoStream:
     """The first video stream, decoded with frame and slice threads (~2x on 2 cores, a few frames
-    of delay): the reader's setting, which the probe's decode check must share. While FFmpeg's
-    messages are routed to our logger (-vv), on the calling thread alone: PyAV's log callback can
-    deadlock a threaded decode (`ffmpeg_logs`)."""
+    of delay): the reader's setting, which the probe's decode check must share. threads: FFmpeg's
+    threads for this decoder, None for its own choice (one per core); 1 decodes on the calling
+    thread, what each of several decoders running side by side does best (`sampling.frames`).
+    While FFmpeg's messages are routed to our logger (-vv), on the calling thread alone: PyAV's log
+    callback can deadlock a threaded decode (`ffmpeg_logs`)."""
     stream = container.streams.video[0]
-    if pyav_logs_routed():
+    if pyav_logs_routed() or threads == 1:
         stream.codec_context.thread_count = 1  # no FFmpeg worker threads
     else:
         stream.thread_type = "AUTO"
+        if threads is not None:
+            stream.codec_context.thread_count = threads
     return stream
 
 

@@ -42,8 +42,10 @@ def read_video_frames(
     backend: Backend = "auto",
     batch_size: int = 8,
     stats: DecodeStats | None = None,
+    threads: int | None = None,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Yield `(index, uint8 RGB [height, width, 3])` for every sorted index, upright, lazily.
+    threads: PyAV's decoding threads (None: FFmpeg's choice; see `pyav_io.threaded_video_stream`).
 
     Raises InputError naming the file when no backend can decode a wanted frame, or naming the
     backend when one was named and cannot.
@@ -55,7 +57,7 @@ def read_video_frames(
         except BackendError as e:
             raise InputError(f"{shown}: {e}; the animated image may be damaged, try re-saving it") from e
         return
-    readers = _readers(batch_size, stats)
+    readers = _readers(batch_size, stats, threads)
     remaining = [int(i) for i in indices]
     failures: list[str] = []
     for name in backend_order(backend):
@@ -84,9 +86,9 @@ def read_video_frames(
     )
 
 
-def _readers(batch_size: int, stats: DecodeStats | None) -> dict[str, Reader]:
+def _readers(batch_size: int, stats: DecodeStats | None, threads: int | None) -> dict[str, Reader]:
     return {
-        "pyav": lambda i, idx: read_frames_pyav(i, idx, stats=stats),
+        "pyav": lambda i, idx: read_frames_pyav(i, idx, stats=stats, threads=threads),
         "decord": lambda i, idx: read_frames_decord(i, idx, batch_size=batch_size),
         "opencv": lambda i, idx: read_frames_opencv(i, idx),
     }
@@ -97,11 +99,11 @@ def _readers(batch_size: int, stats: DecodeStats | None) -> dict[str, Reader]:
 
 
 def read_frames_pyav(
-    info: VideoInfo, indices: Sequence[int], *, stats: DecodeStats | None = None
+    info: VideoInfo, indices: Sequence[int], *, stats: DecodeStats | None = None, threads: int | None = None
 ) -> Iterator[tuple[int, np.ndarray]]:
     from sampling.video_pyav import read_frames_pyav as read
 
-    return read(info, indices, stats=stats)
+    return read(info, indices, stats=stats, threads=threads)
 
 
 def read_frames_decord(

@@ -22,9 +22,10 @@ from sampling.pyav_io import AV_ERRORS, decode_video, open_input, threaded_video
 
 
 def read_frames_pyav(
-    info: VideoInfo, indices: Sequence[int], *, stats: DecodeStats | None = None
+    info: VideoInfo, indices: Sequence[int], *, stats: DecodeStats | None = None, threads: int | None = None
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Yield `(index, uint8 RGB [height, width, 3])` for each sorted index, upright, lazily.
+    threads: FFmpeg's decoding threads (`pyav_io.threaded_video_stream`).
     Raises BackendError naming the first index that could not be decoded."""
     stats = stats if stats is not None else DecodeStats()
     try:
@@ -32,7 +33,7 @@ def read_frames_pyav(
     except AV_ERRORS as e:
         raise BackendError(f"PyAV cannot open {display_path(info.path)}: {e}") from e
     with container:
-        stream = threaded_video_stream(container)
+        stream = threaded_video_stream(container, threads)
         position = -1  # plan index of the last frame the decoder gave us
         frames = decode_video(container, stream)
         for run in plan_decode_runs(indices, info.keyframes):

@@ -19,6 +19,7 @@ from sampling.preprocess import (
     normalize,
     pad_to_square,
     preprocess_image,
+    preprocess_image_reference,
 )
 
 
@@ -72,6 +73,21 @@ def test_matches_transformers_clip_image_processor() -> None:
     image = random_image(200, 120, seed=3)
     reference = processor(pad_to_square(image), return_tensors="pt")["pixel_values"][0]
     assert torch.allclose(preprocess_image(image, 336), reference, atol=1e-5)
+
+
+@given(st.integers(1, 900), st.integers(1, 900), st.sampled_from([336, 28, 224, 500]), st.integers(0, 2**32 - 1))
+def test_the_shortcut_equals_padding_then_resizing_bit_for_bit(width: int, height: int, size: int, seed: int) -> None:
+    # Landscape, portrait, square, up- and downscaling, odd pad offsets, any content.
+    image = random_image(width, height, seed)
+    assert torch.equal(preprocess_image(image, size), preprocess_image_reference(image, size))
+
+
+def test_the_shortcut_equals_the_reference_on_a_720p_frame_and_flat_colours() -> None:
+    for image in (random_image(1280, 720, seed=4), Image.new("RGB", (1280, 720), PAD_COLOR)):
+        assert torch.equal(preprocess_image(image, 336), preprocess_image_reference(image, 336))
+    for level in (0, 1, 127, 254, 255):  # pad rows next to extreme values
+        image = Image.new("RGB", (641, 97), (level, 255 - level, level))
+        assert torch.equal(preprocess_image(image, 336), preprocess_image_reference(image, 336))
 
 
 def test_tile_grid_is_ceil_division() -> None:

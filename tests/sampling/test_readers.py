@@ -140,7 +140,7 @@ def test_a_frame_no_backend_can_decode_is_an_input_error(cfr_video: Path) -> Non
 def test_fallback_resumes_after_the_frames_already_delivered(cfr_video: Path, code_of, monkeypatch) -> None:
     import sampling.readers as readers
 
-    def first_two_then_fail(info, indices, *, stats=None):
+    def first_two_then_fail(info, indices, *, stats=None, threads=None):
         for index in indices[:2]:
             yield from read_frames_pyav(info, [index])
         raise BackendError("simulated failure")
