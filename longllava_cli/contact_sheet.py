@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from longllava_cli.failures import OutputPathError
+from longllava_cli.paths import check_replaceable
 from sampling.errors import display_path
 from sampling.images import load_image
 from sampling.parallel import Thunk, Unit, iter_units
@@ -60,27 +61,8 @@ def check_sheet_path(path: Path, inputs: Sequence[str | os.PathLike[str]]) -> st
             f"{shown}: the contact sheet is written as PNG, JPEG, WebP or TIFF; end its name in .png, .jpg, "
             ".webp or .tif"
         )
-    if path.is_dir():
-        raise OutputPathError(f"{shown} is a folder; give the contact sheet a file name such as sheet.png")
-    if path.exists():
-        if any(_same_file(path, Path(p)) for p in inputs):
-            raise OutputPathError(f"{shown} is one of the inputs; write the contact sheet to another file")
-        if not is_contact_sheet(path):
-            raise OutputPathError(
-                f"{shown} exists and is not a contact sheet written by longllava; remove it or choose another name"
-            )
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise OutputPathError(f"{shown}: cannot create its folder ({e.strerror or e})") from e
+    check_replaceable(path, inputs, what="contact sheet", example="sheet.png", ours=is_contact_sheet, shown=shown)
     return image_format
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return False
 
 
 def is_contact_sheet(path: Path) -> bool:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
@@ -72,3 +72,34 @@ def check_not_urls(paths: Sequence[str]) -> None:
                 f"{path}: a URL, not a local file; download it first (e.g. `yt-dlp URL` for a video page) "
                 "and pass the file's path"
             )
+
+
+def check_replaceable(
+    path: Path, inputs: Sequence[str], *, what: str, example: str, ours: Callable[[Path], bool], shown: str = ""
+) -> None:
+    """OutputPathError unless `path` may be written as `what` ("contact sheet", "chat transcript"): not
+    a folder, not one of `inputs` (by file identity), and absent or a file `ours` recognises as one
+    longllava wrote. Creates its folder. shown: how to name `path` in the message."""
+    from longllava_cli.failures import OutputPathError
+
+    shown = shown or str(path)
+    if path.is_dir():
+        raise OutputPathError(f"{shown} is a folder; give the {what} a file name such as {example}")
+    if path.exists() or path.is_symlink():
+        if any(_same_file(path, Path(p)) for p in inputs):
+            raise OutputPathError(f"{shown} is one of the inputs; write the {what} to another file")
+        if not ours(path):
+            raise OutputPathError(
+                f"{shown} exists and is not a {what} written by longllava; remove it or choose another name"
+            )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputPathError(f"{shown}: cannot create its folder ({e.strerror or e})") from e
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False

@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from longllava_cli.failures import OutputPathError
 from longllava_cli.output import to_json
+from longllava_cli.paths import check_replaceable
 
 TRANSCRIPT_FORMAT = "longllava chat transcript"
 TRANSCRIPT_VERSION = 1
@@ -39,19 +39,7 @@ def transcript_document(model: str, inputs: Sequence[dict[str, Any]], turns: Seq
 
 def check_transcript_path(path: Path, inputs: Sequence[str]) -> None:
     """OutputPathError unless `path` may be written (module docstring); creates its folder."""
-    if path.is_dir():
-        raise OutputPathError(f"{path} is a folder; give the transcript a file name such as chat.json")
-    if path.exists() or path.is_symlink():
-        if any(_same_file(path, Path(p)) for p in inputs):
-            raise OutputPathError(f"{path} is one of the inputs; save the transcript to another file")
-        if not is_transcript(path):
-            raise OutputPathError(
-                f"{path} exists and is not a chat transcript written by longllava; remove it or choose another name"
-            )
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise OutputPathError(f"{path}: cannot create its folder ({e.strerror or e})") from e
+    check_replaceable(path, inputs, what="chat transcript", example="chat.json", ours=is_transcript)
 
 
 def is_transcript(path: Path) -> bool:
@@ -79,10 +67,3 @@ def save_transcript(path: Path, document: dict[str, Any], inputs: Sequence[str])
         with contextlib.suppress(OSError):
             os.unlink(temporary)
         raise
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return False

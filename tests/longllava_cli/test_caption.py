@@ -159,10 +159,15 @@ def test_caption_sigint_stops_after_current_item(runner, fake, media_folder, tmp
         return None
 
     fake.fail = interrupt_on_second
-    result = runner.invoke(app, ["caption", str(media_folder), "-o", str(out), "--model", "m"])
+    before = signal.getsignal(signal.SIGINT)  # not always Python's default in a pytest-xdist worker
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        result = runner.invoke(app, ["caption", str(media_folder), "-o", str(out), "--model", "m"])
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler it replaced, restored
+    finally:
+        signal.signal(signal.SIGINT, before)
     assert result.exit_code == 130
     assert len(records(out)) == 2
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def test_caption_bad_shard_is_usage_error(runner, fake, media_folder, tmp_path):
