@@ -51,7 +51,8 @@ def format_states(data: dict[str, Any], *, now: float) -> str:
     lines = ["  ".join([*(c.ljust(w) for c, w in zip(row, widths, strict=False)), row[4]]) for row in rows]
     if not data["states"]:
         lines = ["(no saved states)"]
-    lines.append(f"{len(data['states'])} states, {format_size(data['total_bytes'])} in {data['cache_dir']}")
+    count = len(data["states"])
+    lines.append(f"{count} state{'s'[: count != 1]}, {format_size(data['total_bytes'])} in {data['cache_dir']}")
     return "\n".join(lines) + "\n"
 
 
