@@ -12,20 +12,10 @@ converts each Linear as soon as its weight is in place and reads the files witho
 so its peak is the quantised size plus one layer. Every problem is a `CheckpointError`
 naming the file or tensor at fault.
 
-Everything in a checkpoint is untrusted. Before any module is built, `open_checkpoint` reads
-config.json, the index and every safetensors header (each bounded in size and checked: shapes,
-dtypes, offsets inside the file), and `check_tensors` compares the headers with the names and
-shapes the config implies (`model/shapes.py`), so a config that does not describe its weights
-fails at once, naming the key. The files read stay inside the checkpoint folder:
-
-- an index entry must be a plain file name ending in `.safetensors` (no folder part, no `..`,
-  not absolute), and every file read (config.json, the index, the weights) must be a regular
-  file whose real path, after following symlinks, lies inside the folder's real path. The folder
-  itself may be reached through symlinks (`~/models/x -> /data/x`): its real path is what counts.
-- The Hugging Face cache layout is the one exception: in `models--org--name/snapshots/<rev>/`
-  each file is a symlink to `../../blobs/<hash>`, so a file of a folder whose real parent is
-  named `snapshots` may also resolve into that repository's own `blobs` folder (the sibling of
-  `snapshots`), and nowhere else. A symlink leading anywhere else is refused: copy the file in.
+Everything in a checkpoint is untrusted: before any module is built, the config, the index and
+every safetensors header are read and checked against each other, and every file read must stay
+inside the checkpoint folder (the rules, with the Hugging Face cache's one exception, are in
+`model/checkpoint_files.py`).
 """
 
 from __future__ import annotations
