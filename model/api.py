@@ -228,6 +228,7 @@ def check_request_fits(model: LongLLaVA, num_tokens: int, run: RunOptions, *, nu
         chunk_tokens=run.chunk_tokens,
         vision_batch_size=run.vision_batch_size,
         frames_ahead=run.frames_ahead,
+        decode_workers=run.decode_workers,
         mm_hidden_size=config.mm.mm_hidden_size if config.mm is not None else None,
         projector_type=config.mm.mm_projector_type if config.mm is not None else "mlp2x_gelu",
         device=model.device.type,

@@ -9,7 +9,8 @@
 - KV cache: positions × 2 × KV heads × head dim × attention layers × dtype size; the engine
   preallocates it for prompt + answer, so it is the only term that grows with the frame count.
 - Mamba state: conv context and float32 SSM state per Mamba layer, independent of length.
-- vision batch: decoded pixels in flight, plus what one CLIP batch's activations need beyond the
+- vision batch: decoded pixels in flight (the vision batch, the frames buffered ahead and, with
+  several decoding threads, their window of pictures made ahead), plus what one CLIP batch's activations need beyond the
   prefill chunk's: the engine encodes a batch, frees its activations and only then pushes its
   rows through the LM, so the two are never alive together and the peak holds the larger.
 - chunk: the largest set of activations alive while one prefill chunk runs (the Mamba mixer's
@@ -41,6 +42,7 @@ from model.weights import (
     vision_weight_group,
     weight_bytes_by_kind,
 )
+from sampling.parallel import decode_window
 
 # Text around each video frame with LongLLaVA's tokenizer: `<img>`, `</img>`, `<t>` (docs/format.md, Prompt).
 MARKUP_TOKENS_PER_FRAME = 7
@@ -131,6 +133,7 @@ def estimate_memory(
     chunk_tokens: int = 2048,
     vision_batch_size: int = 8,
     frames_ahead: int = 16,
+    decode_workers: int = 1,
     mm_hidden_size: int | None = None,
     projector_type: str = "mlp2x_gelu",
     device: str = "cuda",
@@ -143,13 +146,15 @@ def estimate_memory(
     answer each but the last from a fork of the shared prefill (`api.ask`), so 2 are alive while
     one is answered: the KV cache, the Mamba state and the prefill buffer count twice.
     quantize: "none", "int8" or "nf4", the weights of the kinds `model.module_kinds` marks as
-    quantised counted as stored that way (`model.weights`)."""
+    quantised counted as stored that way (`model.weights`). decode_workers: threads decoding frames;
+    with several, their window of pictures made ahead (`sampling.parallel.decode_window`) counts too."""
     size = DTYPE_BYTES[dtype]
     groups = model_weight_groups(lm, vision, mm_hidden_size=mm_hidden_size, projector_type=projector_type)
     by_kind = weight_bytes_by_kind(groups, dtype=dtype, quantize=quantize, device=device)
     pixels = clip_batch = 0
     if vision is not None:
-        pixels = (vision_batch_size + frames_ahead) * vision.num_channels * vision.image_size**2 * 4
+        in_flight = vision_batch_size + frames_ahead + decode_window(vision_batch_size, decode_workers)
+        pixels = in_flight * vision.num_channels * vision.image_size**2 * 4
         seq = vision.num_patches + 1
         # Per image: a few [seq, width] hidden states, the MLP's [seq, intermediate] and one
         # layer's attention scores (SDPA's math path on CPU keeps heads × seq² floats).

@@ -32,7 +32,7 @@ from PIL import Image
 from sampling.gop import DecodeStats
 from sampling.images import load_image
 from sampling.options import SamplingOptions
-from sampling.parallel import Thunk, Unit, available_cores, iter_ordered
+from sampling.parallel import Thunk, Unit, available_cores, decode_window, iter_ordered
 from sampling.plan import InputPlan, PlannedFrame
 from sampling.preprocess import iter_tiles, preprocess_image
 from sampling.readers import read_video_frames
@@ -41,9 +41,6 @@ from sampling.segments import split_video
 FrameKind = Literal["image", "frame", "tile"]
 # `read_video_frames` with the backend and threads bound: (info, indices, stats=) → (index, RGB)s.
 VideoReader = Callable[..., Iterator[tuple[int, np.ndarray]]]
-# Pictures each worker may have decoded ahead of the consumer: enough for a worker to be in the
-# next GOP while the current one's frames are preprocessed (a 1.35 MB tensor each at 336 px).
-WINDOW_PER_WORKER = 8
 
 
 @dataclass(frozen=True, eq=False)
@@ -88,7 +85,7 @@ def iter_frames(
     # (frame threads cost ~35 % more CPU per frame than one thread, measured on H.264 720p).
     read = partial(read_video_frames, backend=options.backend, batch_size=batch_size, threads=_decoder_threads(workers))
     units = [unit for plan in plans for unit in _units(plan, options, read, stats)]
-    return iter_ordered(units, workers=workers, window=max(batch_size, WINDOW_PER_WORKER * workers))
+    return iter_ordered(units, workers=workers, window=decode_window(batch_size, workers))
 
 
 def _iter_sequential(

@@ -23,6 +23,7 @@ from model.memory import (
 )
 from model.projector import build_projector
 from model.vision import CLIPVisionTower
+from sampling.parallel import decode_window
 
 LONGLLAVA_9B = JambaConfig(
     vocab_size=65536, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
@@ -189,3 +190,16 @@ def test_a_huge_chunk_is_refused_before_the_engine_allocates_it(tmp_path):
         ),
     )
     assert fine.num_prompt_tokens > 0
+
+
+def test_parallel_decoding_counts_its_window_of_pictures():
+    """Several decoding threads hold up to `decode_window` preprocessed pictures beyond the vision
+    batch and the frames buffered ahead (tests/sampling/test_parallel.py checks that bound)."""
+    vision = CLIPVisionConfig()
+    picture = vision.num_channels * vision.image_size**2 * 4  # float32 [3, 336, 336]
+    one, two, eight = (
+        estimate_memory(LONGLLAVA_9B, vision, num_tokens=20_000, vision_batch_size=8, decode_workers=n)
+        for n in (1, 2, 8)
+    )
+    assert two.total - one.total == decode_window(8, 2) * picture == 16 * picture
+    assert eight.total - one.total == 64 * picture

@@ -20,7 +20,7 @@ from PIL import Image
 
 import sampling.frames as frames_module
 from sampling import DecodeStats, InputError, SamplingOptions, iter_frames, plan_inputs
-from sampling.parallel import Unit, iter_ordered
+from sampling.parallel import Unit, decode_window, iter_ordered
 from sampling.probe import probe_video
 from sampling.segments import split_video
 
@@ -87,7 +87,7 @@ def test_a_slow_consumer_holds_at_most_the_window(media: dict[str, Path], monkey
 
     monkeypatch.setattr(frames_module, "read_video_frames", counting_read)
     plans = plan_inputs(media["video"], OPTIONS)
-    window = max(4, frames_module.WINDOW_PER_WORKER * 2)
+    window = decode_window(4, 2)
     for _ in iter_frames(plans, OPTIONS, workers=2, batch_size=4):
         time.sleep(0.002)  # the model is slower than the decoders
         with lock:
