@@ -104,7 +104,7 @@ class StateStore:
         size = sum(t.nbytes for t in tensors)
         if size > self.max_bytes:
             _warn(
-                f"not saving the state: {size / 2**30:.2f} GiB is over the cache size {self.max_bytes / 2**30:.2f} GiB"
+                f"not saving the state: its {_size(size)} are over the cache's size cap, {_size(self.max_bytes)}"
             )
             return None
         path = self.path_of(key)
@@ -207,3 +207,10 @@ def _reason(error: BaseException) -> str:
 
 def _warn(message: str) -> None:
     warnings.warn(StateCacheWarning(message), stacklevel=3)
+
+
+def _size(num_bytes: int) -> str:
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if num_bytes >= scale:
+            return f"{num_bytes / scale:.2f} {unit}"
+    return f"{num_bytes} B"

@@ -71,7 +71,7 @@ def test_a_state_over_the_cap_is_not_saved(tmp_path):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         assert store.put(KEY, {}, state(1)) is None
-    assert len(caught) == 1 and "over the cache size" in str(caught[0].message)
+    assert len(caught) == 1 and "over the cache's size cap" in str(caught[0].message)
     assert list(tmp_path.iterdir()) == []
 
 
