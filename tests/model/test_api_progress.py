@@ -63,7 +63,7 @@ def test_several_questions_count_the_forked_state_in_the_memory_check(tmp_path, 
     one = estimate_memory(config.lm, config.vision, **common).total
     two = estimate_memory(config.lm, config.vision, num_states=2, **common).total
     assert two > one
-    run = RunOptions(memory_budget=(one + two) // 2)
+    run = RunOptions(memory_budget=(one + two) // 2, decode_workers=1)  # as estimated: no decoding window
     check_request_fits(model, tokens, run, num_questions=1)  # one question fits
     monkeypatch.setattr("model.api.iter_frames", lambda *a, **k: (_ for _ in ()).throw(AssertionError("decoded")))
     with pytest.raises(MemoryBudgetError):
