@@ -18,11 +18,9 @@ temporary file beside it and renamed, so a failure never leaves half a picture.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import math
 import os
-import tempfile
 from collections.abc import Iterator, Sequence
 from functools import partial
 from pathlib import Path
@@ -31,7 +29,7 @@ from typing import TYPE_CHECKING
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from longllava_cli.failures import OutputPathError
-from longllava_cli.paths import check_replaceable
+from longllava_cli.paths import check_replaceable, replace_atomically
 from sampling.errors import display_path
 from sampling.images import load_image
 from sampling.parallel import Thunk, Unit, iter_units
@@ -76,18 +74,10 @@ def is_contact_sheet(path: Path) -> bool:
 
 
 def save_sheet(sheet: Image.Image, path: Path, image_format: str) -> None:
-    """Write `sheet` to `path` in `image_format`, marked as ours, atomically (temporary file + rename)."""
+    """Write `sheet` to `path` in `image_format`, marked as ours, atomically (`paths.replace_atomically`)."""
     exif = Image.Exif()
     exif[_EXIF_SOFTWARE] = SOFTWARE
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            sheet.save(f, format=image_format, exif=exif.tobytes())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
+    replace_atomically(path, lambda f: sheet.save(f, format=image_format, exif=exif.tobytes()))
 
 
 def sheet_size(num_pictures: int, *, columns: int, thumb_width: int) -> tuple[int, int]:

@@ -10,16 +10,13 @@ temporary file beside FILE, then is renamed over it: a failure never leaves half
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from longllava_cli.output import to_json
-from longllava_cli.paths import check_replaceable
+from longllava_cli.paths import check_replaceable, replace_atomically
 
 TRANSCRIPT_FORMAT = "longllava chat transcript"
 TRANSCRIPT_VERSION = 1
@@ -56,14 +53,5 @@ def is_transcript(path: Path) -> bool:
 def save_transcript(path: Path, document: dict[str, Any], inputs: Sequence[str]) -> None:
     """Check `path` (`check_transcript_path`) and write `document` there atomically."""
     check_transcript_path(path, inputs)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as f:
-            f.write(to_json(document, indent=2) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
+    text = to_json(document, indent=2) + "\n"
+    replace_atomically(path, lambda f: f.write(text.encode("utf-8")))

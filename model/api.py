@@ -105,17 +105,17 @@ def ask(
     """
     started = time.perf_counter()
     planned = plan_request(model, request)
-    capacity = planned.num_tokens(request.generation.max_new_tokens)
-    model.check_context(capacity)
-    if request.run.memory_budget is not None:
-        check_request_fits(model, capacity, request.run, num_questions=len(planned.questions))
     # Imported here: model.shared_state builds on this module's prefill_shared.
-    from model.shared_state import shared_state
-    from model.state_store import StateStore
+    from model.shared_state import checked_shared_state
 
-    run = request.run
-    store = StateStore(run.cache_dir, run.cache_size) if run.cache_dir is not None else None
-    shared, cache = shared_state(model, planned, run, capacity=capacity, store=store, on_progress=on_progress)
+    shared, cache = checked_shared_state(
+        model,
+        planned,
+        request.run,
+        max_new_tokens=request.generation.max_new_tokens,
+        num_questions=len(planned.questions),
+        on_progress=on_progress,
+    )
     shared_seconds = shared.prefill.seconds
     answers, seconds = _answer_each(model, planned, shared, request.generation, on_text, on_progress)
     timings = {

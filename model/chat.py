@@ -34,15 +34,14 @@ from typing import Any
 
 import torch
 
-from model.api import ProgressCallback, SharedPrefill, check_request_fits
+from model.api import ProgressCallback, SharedPrefill
 from model.engine import generate
 from model.errors import ConversationFullError
 from model.longllava import LongLLaVA
 from model.prompting import PlannedRequest, plan_chat, turn_ids
 from model.request import ChatRequest
 from model.results import Answer, InputInfo, describe_inputs
-from model.shared_state import shared_state
-from model.state_store import StateStore
+from model.shared_state import checked_shared_state
 from sampling.prompt import IMAGE_SLOT, PromptError
 
 __all__ = ["ChatSession", "ChatTurn", "ConversationFullError", "context_tokens", "open_chat"]
@@ -89,13 +88,9 @@ def open_chat(
     and return the session that answers questions about them. max_tokens: bound the conversation
     below the model's context (`context_tokens`), e.g. to cap its memory."""
     planned = plan_chat(model, request)
-    capacity = planned.num_tokens(request.generation.max_new_tokens)
-    model.check_context(capacity)
-    if request.run.memory_budget is not None:
-        check_request_fits(model, capacity, request.run)
-    run = request.run
-    store = StateStore(run.cache_dir, run.cache_size) if run.cache_dir is not None else None
-    shared, cache = shared_state(model, planned, run, capacity=capacity, store=store, on_progress=on_progress)
+    shared, cache = checked_shared_state(
+        model, planned, request.run, max_new_tokens=request.generation.max_new_tokens, on_progress=on_progress
+    )
     limit = context_tokens(model) if max_tokens is None else max_tokens
     return ChatSession(model, request, planned, shared, max_tokens=limit, cache=cache)
 

@@ -21,7 +21,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-from model.api import SharedPrefill, prefill_shared
+from model.api import SharedPrefill, check_request_fits, prefill_shared
 from model.cache import AttentionCache, JambaCache
 from model.content_hash import ContentHashes, FileIdentity
 from model.engine import ChunkedPrefill
@@ -39,6 +39,27 @@ from sampling.errors import display_path
 HIT, MISS, OFF = "hit", "miss", "off"
 
 ProgressCallback = Callable[[str, int, int], None]
+
+
+def checked_shared_state(
+    model: LongLLaVA,
+    planned: PlannedRequest,
+    run: RunOptions,
+    *,
+    max_new_tokens: int,
+    num_questions: int = 1,
+    on_progress: ProgressCallback | None = None,
+) -> tuple[SharedPrefill, str]:
+    """`ask`'s and `chat`'s way in: the checks made before any heavy work (the context, and the
+    memory budget with `num_questions` states alive), then `shared_state` with the store
+    `run.cache_dir` names (None: the cache off). The attention cache is preallocated for the prompt
+    and `max_new_tokens`."""
+    capacity = planned.num_tokens(max_new_tokens)
+    model.check_context(capacity)
+    if run.memory_budget is not None:
+        check_request_fits(model, capacity, run, num_questions=num_questions)
+    store = StateStore(run.cache_dir, run.cache_size) if run.cache_dir is not None else None
+    return shared_state(model, planned, run, capacity=capacity, store=store, on_progress=on_progress)
 
 
 def shared_state(
